@@ -1,0 +1,1 @@
+"""rapida-twisted tests."""
