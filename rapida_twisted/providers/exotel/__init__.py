@@ -1,0 +1,1 @@
+"""Exotel Voicebot / Stream applet WebSocket: wire codec (and, later, the adapter)."""

@@ -1,0 +1,1 @@
+"""Twilio Media Streams: wire codec (and, later, the adapter)."""

@@ -1,0 +1,1 @@
+"""Vonage Voice API WebSocket: wire codec (and, later, the adapter)."""
