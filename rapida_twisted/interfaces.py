@@ -113,3 +113,108 @@ class IContextStore(Interface):
         Mark C{pending} contexts older than the TTL as C{expired}.
         Deferred fires with how many were expired.
         """
+
+
+class IProvider(Interface):
+    """
+    A provider's webhook side: how its inbound-call and status webhooks
+    look, how it is answered, and how its requests are authenticated.
+    """
+
+    name = Attribute("The provider's path segment, e.g. 'twilio'.")
+    claimAtUpgrade = Attribute(
+        "True when the media stream carries no token, so the context is "
+        "claimed at the WebSocket upgrade."
+    )
+
+    def authenticateWebhook(request: Any) -> None:
+        """
+        Raise Forbidden unless the webhook request is authentic.
+        """
+
+    def authenticateUpgrade(request: Any) -> None:
+        """
+        Raise Forbidden unless the media WebSocket upgrade is authentic.
+        """
+
+    def parseCall(request: Any) -> Any:
+        """
+        A CallInfo from an inbound-call webhook; MissingField (400) when a
+        required field is absent.
+        """
+
+    def answer(context: Any, token: str, assistant: Any) -> Any:
+        """
+        The provider's answer document (an Answer) for a new context.
+        """
+
+    def parseStatus(request: Any) -> Any:
+        """
+        A StatusUpdate from a status callback.
+        """
+
+    def statusRank(providerStatus: str) -> int:
+        """
+        Order of provider status words; terminal ones rank highest.
+        """
+
+    def mediaAdapter() -> Any:
+        """
+        The media-stream adapter factory, or None while there is none.
+        """
+
+
+class IMediaChannel(Interface):
+    """
+    The WebSocket a provider's media adapter writes to.
+    """
+
+    peer = Attribute("The remote address as text.")
+
+    def sendText(text: str) -> None:
+        """
+        Send one text message.
+        """
+
+    def sendBinary(data: bytes) -> None:
+        """
+        Send one binary message.
+        """
+
+    def close(code: int, reason: str) -> None:
+        """
+        Close the WebSocket with a code and a reason (idempotent).
+        """
+
+    def pauseReading() -> None:
+        """
+        Stop reading from the peer (flow control).
+        """
+
+    def resumeReading() -> None:
+        """
+        Resume reading from the peer.
+        """
+
+
+class IMediaAdapter(Interface):
+    """
+    A provider's media-stream adapter: translates its wire messages into
+    call-session events and back. Built per WebSocket by the provider's
+    C{mediaAdapter()} factory as C{factory(channel, context, gateway, request)}.
+    """
+
+    def opened() -> None:
+        """
+        The WebSocket is open.
+        """
+
+    def messageReceived(payload: bytes, isBinary: bool) -> None:
+        """
+        One WebSocket message arrived.
+        """
+
+    def closed(code: int | None, reason: str) -> None:
+        """
+        The WebSocket closed (from either side).
+        """
