@@ -218,3 +218,149 @@ class IMediaAdapter(Interface):
         """
         The WebSocket closed (from either side).
         """
+
+
+# --- the call session, its provider transports and the assistants (SPEC §6, §7) ---
+
+
+class ICallControl(Interface):
+    """
+    What an assistant session may do to its call. Audio is canonical PCM:
+    16-bit little-endian mono at the assistant's sample rate.
+    """
+
+    def play(responseId: str, pcm: bytes) -> None:
+        """
+        Queue audio of one response (any length; framed and encoded by the
+        session). Audio for a response that was cleared or completed is
+        dropped.
+        """
+
+    def completeResponse(responseId: str) -> None:
+        """
+        No more audio will come for C{responseId}: the assistant session's
+        C{playbackCompleted(responseId)} fires once the caller has heard it
+        all (provider mark acknowledged, or the paced frames sent).
+        """
+
+    def clear() -> None:
+        """
+        Barge-in: drop everything queued, here and in the provider's
+        buffer, in one step.
+        """
+
+    def mark(name: str) -> None:
+        """
+        Insert a named mark after the audio queued so far; the assistant
+        session's C{playbackCompleted(name)} fires when the caller reaches it.
+        """
+
+    def sendDtmf(digits: str) -> None:
+        """
+        Send DTMF to the caller where the transport allows it.
+        """
+
+    def transfer(target: str) -> Any:
+        """
+        Transfer the call where the provider allows it. Deferred fires
+        with True when done, False when unsupported.
+        """
+
+    def hangup(reason: str = "assistant") -> None:
+        """
+        End the call (idempotent).
+        """
+
+
+class IAssistantSession(Interface):
+    """
+    One call as the assistant sees it.
+    """
+
+    def audioReceived(pcm: bytes) -> None:
+        """
+        One 20 ms frame of the caller's audio, canonical PCM.
+        """
+
+    def dtmfReceived(digit: str) -> None:
+        """
+        One DTMF digit from the caller.
+        """
+
+    def playbackCompleted(responseId: str) -> None:
+        """
+        The caller has heard all of a response (or reached a mark).
+        """
+
+    def callEnded(reason: str) -> None:
+        """
+        The call is over (either side hung up). Called once.
+        """
+
+
+class IAssistant(Interface):
+    """
+    A voice assistant: builds one session per call.
+    """
+
+    id = Attribute("The assistant id (path segment / assistants file id).")
+    sampleRate = Attribute("Canonical sample rate it speaks: 8000, 16000 or 24000.")
+
+    def startSession(details: Any, control: ICallControl) -> Any:
+        """
+        Start a session for the call described by C{details} (a
+        L{rapida_twisted.call.CallDetails}); returns an L{IAssistantSession}
+        or a Deferred of one.
+        """
+
+
+class ICallTransport(Interface):
+    """
+    What the call session needs from a provider adapter: the provider's
+    wire side of one call. Everything here is already provider-specific
+    wire work; the session never looks inside.
+    """
+
+    audioFormat = Attribute(
+        "The wire audio: a rapida_twisted.call.AudioFormat (codec, sample rate, "
+        "frame size) negotiated at start."
+    )
+    paced = Attribute(
+        "True when the peer plays what it receives at once (RTP, AudioSocket), "
+        "so the session sends one frame per 20 ms from its pacer; False when the "
+        "provider buffers (Twilio, Vonage, Exotel, chan_websocket), so frames go "
+        "as fast as flow control allows."
+    )
+    supportsMarks = Attribute(
+        "True when the provider acknowledges marks (Twilio, Exotel, chan_websocket)."
+    )
+
+    def sendAudio(frame: bytes) -> None:
+        """
+        Send one wire-encoded frame.
+        """
+
+    def sendMark(name: str) -> None:
+        """
+        Send a mark after the audio sent so far (only if supportsMarks).
+        """
+
+    def sendClear() -> None:
+        """
+        Ask the provider to drop its buffered audio.
+        """
+
+    def sendDtmf(digit: str) -> bool:
+        """
+        Send one DTMF digit; False when the transport cannot.
+        """
+
+    def transfer(target: str) -> Any:
+        """
+        Deferred firing True when transferred, False when unsupported.
+        """
+
+    def hangup(reason: str) -> None:
+        """
+        End the call on the provider's side and close the transport.
+        """
