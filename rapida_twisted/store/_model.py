@@ -23,6 +23,11 @@ EXPIRED = "expired"
 TERMINAL_STATUSES = frozenset({COMPLETED, FAILED, EXPIRED})
 OUTCOMES = frozenset({COMPLETED, FAILED})
 
+#: call directions
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+DIRECTIONS = frozenset({INBOUND, OUTBOUND})
+
 #: call event sources
 SOURCES = frozenset({"provider", "gateway", "assistant"})
 
