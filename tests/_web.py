@@ -38,6 +38,15 @@ class Harness:
         self.site = buildSite(self.gateway, self.clock)
         self.treq = StubTreq(self.site.resource)
 
+    def contexts(self, testCase: Any) -> list[Any]:
+        """
+        Every stored context (oldest first).
+        """
+        rows = self.store._conn.execute(
+            "SELECT context_id FROM call_contexts ORDER BY created_at, rowid"
+        ).fetchall()
+        return [testCase.successResultOf(self.store.get(row[0])) for row in rows]
+
     def url(self, path: str) -> str:
         return "http://" + PUBLIC + path
 

@@ -210,7 +210,12 @@ async def _advanceStatus(
         return
     current = context.provider_status
     for _ in range(3):
-        if provider.statusRank(status) < provider.statusRank(current) or status == current:
+        currentRank = provider.statusRank(current)
+        if (
+            status == current
+            or currentRank >= provider.terminalRank
+            or provider.statusRank(status) < currentRank
+        ):
             return
         changed = await gateway.storeOp(
             "update_status",
