@@ -4,23 +4,27 @@ Streaming, stateful resampling of 16-bit mono PCM between 8, 16 and
 24 kHz.
 
 Why our own polyphase FIR and not soxr (measured by
-C{benchmarks/bench_media.py} on this project's machine, 20 ms chunks):
+C{benchmarks/bench_media.py} on this project's 2-CPU machine, 20 ms
+chunks):
 
-  - C{soxr.ResampleStream} at C{QQ} streams smoothly (about 2.5 µs a
-    frame) but does no anti-aliasing at all: a 6 kHz tone taken
-    16 k→8 k comes out at 0 dB, and 8 k→16 k images are only about 8 dB
-    down.
-  - At C{LQ}, C{MQ} and above soxr filters well (over 80 dB) but holds
-    audio back and releases it in 40–100 ms bursts (0 samples for several
-    chunks, then 900–1700 at once), which breaks real-time framing and
-    adds that much latency.
-  - The polyphase FIR below: a Kaiser-windowed sinc designed once per
-    rate pair (at import of the first resampler for that pair), at least
-    60 dB of stopband at the new Nyquist frequency and beyond, passband
-    flat within 0.01 dB up to 85% of the lower Nyquist frequency, a fixed
-    algorithmic delay of 1.5–3.1 ms, and exactly C{ratio} times the input
-    out of every chunk whose length is a multiple of the reduced
-    decimation factor (all 20 ms chunks), for about 4–7 µs a 20 ms frame.
+  - C{soxr.ResampleStream} at C{QQ} streams smoothly (2–3 µs a frame)
+    but does no real anti-aliasing: a tone above the new Nyquist
+    frequency comes out at 0 dB going 16 k→8 k or 24 k→8 k, and images
+    are only about 6 dB down going up. Unusable.
+  - At C{LQ} and C{MQ} (and C{HQ}/C{VHQ}) soxr filters well (79–87 dB)
+    but holds output back and releases it in bursts (nothing for several
+    chunks, then up to 1,400 samples at once): 20–115 ms of backlog,
+    which breaks real-time framing and adds that much latency. C{LQ}
+    also droops 7.8 dB at the top of the telephone band.
+  - The polyphase FIR here: a Kaiser-windowed sinc designed once per rate
+    pair and shared by every call, 67–78 dB of rejection above the new
+    Nyquist frequency (designed for 60), passband flat within 0.01 dB up
+    to 85% of the lower Nyquist frequency (3.4 kHz for 8 kHz audio), a
+    fixed algorithmic delay of 1.5–3.1 ms, no backlog (exactly C{ratio}
+    times the input out of every chunk whose length is a multiple of the
+    reduced decimation factor, which every 20 ms chunk is), for 5–6 µs a
+    20 ms frame. The whole per-call path μ-law → 8 k → 16 k → 8 k → μ-law
+    costs about 12 µs a frame (0.6 ms CPU per call-second).
 
 Each chunk is written after the kept history into a preallocated float32
 buffer; a cached strided view presents one window of input per output
@@ -97,10 +101,11 @@ class Polyphase:
     once per rate pair and shared, read-only, by every L{Resampler}.
 
     The converter upsamples by C{up}, filters, and keeps every C{down}-th
-    sample. Each group of C{down} input samples yields C{up} output
-    samples; output period C{b} depends on inputs C{b*down + history - ...}
-    through a window of C{window} samples, C{matrix[:, p]} being the
-    weights of output C{p} of the period.
+    sample. Each group (period) of C{down} input samples yields C{up}
+    output samples. Output C{p} of period C{b} is the dot product of
+    C{matrix[:, p]} with the C{window} input samples ending at input
+    C{b*down + window - history - 1}, where input C{i} is stream sample
+    C{i} and negative indices are the silence before the stream.
 
     @ivar up: interpolation factor (reduced).
     @ivar down: decimation factor (reduced).
