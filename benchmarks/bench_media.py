@@ -38,9 +38,9 @@ from rapida_twisted.media import (  # noqa: E402
     ALAW,
     ULAW,
     Framer,
-    IPacer,
     Pacer,
     PacerGroup,
+    PacerLike,
     PacerStats,
     Resampler,
     ulawDecode,
@@ -301,7 +301,7 @@ def benchPacers(calls: int, seconds: float) -> list[list[str]]:
         counter[0] += 1
 
     def phase(
-        name: str, pacers: Sequence[IPacer], stats: Callable[[], list[PacerStats]]
+        name: str, pacers: Sequence[PacerLike], stats: Callable[[], list[PacerStats]]
     ) -> Callable[[], None]:
         def begin() -> None:
             counter[0] = 0

@@ -4,6 +4,8 @@ Tests for L{rapida_twisted.media.framer}.
 
 from __future__ import annotations
 
+import array
+
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -24,6 +26,21 @@ class FramerTests(SynchronousTestCase):
         frame = f.push(bytearray(b"abcd"))
         self.assertEqual(frame, [b"abcd"])
         self.assertIsInstance(frame[0], bytes)
+        self.assertEqual(f.pending, 0)
+
+    def test_exactBytesFrameNotCopied(self) -> None:
+        data = b"wxyz"
+        self.assertIs(Framer(4, b"\xff").push(data)[0], data)
+
+    def test_wideMemoryview(self) -> None:
+        """
+        A memoryview of 16-bit items is framed by bytes, not items.
+        """
+        samples = array.array("h", range(6))
+        f = Framer(4, b"\x00\x00")
+        frames = f.push(memoryview(samples))
+        self.assertEqual(b"".join(frames), samples.tobytes()[:12])
+        self.assertEqual(len(frames), 3)
         self.assertEqual(f.pending, 0)
 
     def test_smallChunks(self) -> None:

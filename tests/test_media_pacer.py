@@ -8,7 +8,7 @@ import numpy as np
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from rapida_twisted.media.pacer import IPacer, Pacer, PacerFactory, PacerGroup
+from rapida_twisted.media.pacer import Pacer, PacerFactory, PacerGroup, PacerLike
 
 EPS = 1e-6
 
@@ -274,6 +274,32 @@ class PacerGroupTests(SynchronousTestCase):
         self.clock.advance(0.02)
         self.assertEqual(fresh.times, [0.04])
 
+    def test_emptyAndRejoinInsideTick(self) -> None:
+        """
+        If a tick empties the group and rejoins, the group restarts at
+        once (ticking the first to rejoin) and nobody is ticked twice in
+        the slot.
+        """
+        others = [Recorder(self.clock) for _ in range(3)]
+        othersMembers = [self.group.pacer(r) for r in others]
+
+        def tick() -> None:
+            if self.clock.seconds() == 0.02:
+                for m in [*othersMembers, me]:
+                    m.stop()
+                for m in [*othersMembers, me]:
+                    m.start()
+
+        me = self.group.pacer(tick)
+        me.start()
+        for m in othersMembers:
+            m.start()
+        self.clock.advance(0.02)
+        self.assertEqual([r.times for r in others], [[0.02], [], []])
+        self.clock.advance(0.02)
+        self.assertEqual([r.times for r in others], [[0.02, 0.04], [0.04], [0.04]])
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+
     def test_memberErrorIsolated(self) -> None:
         ok = Recorder(self.clock)
 
@@ -312,7 +338,7 @@ class PacerGroupTests(SynchronousTestCase):
     def test_factoriesInterchangeable(self) -> None:
         """
         Both kinds of pacer come from a L{PacerFactory} and satisfy
-        L{IPacer}.
+        L{PacerLike}.
         """
         factories: list[PacerFactory] = [
             lambda tick: Pacer(self.clock, tick),
@@ -320,7 +346,7 @@ class PacerGroupTests(SynchronousTestCase):
         ]
         for factory in factories:
             r = Recorder(self.clock)
-            pacer: IPacer = factory(r)
+            pacer: PacerLike = factory(r)
             self.assertFalse(pacer.running)
             pacer.start()
             self.assertTrue(pacer.running)

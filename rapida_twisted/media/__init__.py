@@ -27,7 +27,7 @@ from .g711 import (
     ulawEncode,
     ulawEncodeArray,
 )
-from .pacer import GroupPacer, IPacer, Pacer, PacerFactory, PacerGroup, PacerStats
+from .pacer import GroupPacer, Pacer, PacerFactory, PacerGroup, PacerLike, PacerStats
 from .resample import SUPPORTED_RATES, Resampler
 
 PCM_SILENCE = b"\x00\x00"
@@ -44,11 +44,11 @@ __all__ = [
     "Framer",
     "G711Law",
     "GroupPacer",
-    "IPacer",
     "MediaError",
     "Pacer",
     "PacerFactory",
     "PacerGroup",
+    "PacerLike",
     "PacerStats",
     "PcmLengthError",
     "Resampler",

@@ -53,8 +53,8 @@ class Framer:
         size = self.frameBytes
         pending = self._pending
         if not pending:
-            if len(data) == size:
-                return [bytes(data)]
+            if len(data) == size and isinstance(data, bytes):
+                return [data]
             view = memoryview(data).cast("B")
             whole = len(view) - len(view) % size
             pending += view[whole:]

@@ -17,7 +17,7 @@ Two ways to pace many calls:
     which is much cheaper with thousands of calls (see
     C{benchmarks/bench_media.py}).
 
-Both hand out objects with the same small surface (L{IPacer}: C{start},
+Both hand out objects with the same small surface (L{PacerLike}: C{start},
 C{stop}, C{running}, C{stats}), so a call session can take a
 L{PacerFactory} (C{lambda tick: Pacer(clock, tick)} or
 C{group.pacer}) and not care which.
@@ -33,7 +33,7 @@ from typing import Protocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger, LogLevel
 
-__all__ = ["GroupPacer", "IPacer", "Pacer", "PacerFactory", "PacerGroup", "PacerStats"]
+__all__ = ["GroupPacer", "Pacer", "PacerFactory", "PacerGroup", "PacerLike", "PacerStats"]
 
 _EPSILON = 1e-6
 """Deadlines within this many seconds of now count as due (float slack)."""
@@ -60,7 +60,7 @@ class PacerStats:
     maxLateness: float = 0.0
 
 
-class IPacer(Protocol):
+class PacerLike(Protocol):
     """
     The part of a pacer a call session uses.
     """
@@ -88,7 +88,7 @@ class IPacer(Protocol):
         """
 
 
-PacerFactory = Callable[[Tick], IPacer]
+PacerFactory = Callable[[Tick], PacerLike]
 """Makes a pacer for one tick function (e.g. L{PacerGroup.pacer})."""
 
 
@@ -230,7 +230,7 @@ class Pacer:
 
 class GroupPacer:
     """
-    One call's membership of a L{PacerGroup}: the L{IPacer} surface, ticked
+    One call's membership of a L{PacerGroup}: the L{PacerLike} surface, ticked
     in the group's shared timer firings.
 
     Its first tick comes at the group's next slot (at once when the group
@@ -302,7 +302,10 @@ class _GroupSchedule(Pacer):
         if late:
             stats.late += 1
         log = self._log
+        generation = self._generation
         for member in self._group._snapshot():
+            if self._generation != generation:
+                break  # the group emptied and restarted inside a tick
             if not member._running:
                 continue
             memberStats = member._stats
