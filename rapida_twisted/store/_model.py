@@ -118,9 +118,7 @@ class CallContext:
         """
         Is this context past its claim deadline at C{now}?
         """
-        return self.status == EXPIRED or (
-            self.status == PENDING and now >= self.created_at + ttl
-        )
+        return self.status == EXPIRED or (self.status == PENDING and now >= self.created_at + ttl)
 
 
 @dataclass(frozen=True)
