@@ -123,7 +123,10 @@ class Options(usage.Options):
         "Telephony gateway for voice assistants: Twilio, Vonage, Exotel webhooks and media "
         "WebSockets, Asterisk AudioSocket and chan_websocket, and SIP/RTP."
     )
-    optParameters = [[flag, None, None, f"{doc} [env {env}; default {default}]"] for flag, env, default, doc in _PARAMETERS]
+    optParameters = [
+        [flag, None, None, f"{doc} [env {env}; default {default}]"]
+        for flag, env, default, doc in _PARAMETERS
+    ]
 
     def __init__(self, environ: Mapping[str, str] | None = None):
         super().__init__()
@@ -172,7 +175,9 @@ class Options(usage.Options):
         try:
             ttl = float(self["context-ttl"])
         except ValueError:
-            raise usage.UsageError(f"--context-ttl {self['context-ttl']!r} is not a number") from None
+            raise usage.UsageError(
+                f"--context-ttl {self['context-ttl']!r} is not a number"
+            ) from None
         if not ttl > 0:
             raise usage.UsageError("--context-ttl must be positive")
         self["context-ttl"] = ttl
@@ -230,7 +235,9 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     top = service.MultiService()
     store = storeFromURL(reactor, options["database"], ttl=options["context-ttl"])
     StoreService(store).setServiceParent(top)
-    ContextExpiryService(store, reactor, interval=min(10.0, options["context-ttl"] / 4)).setServiceParent(top)
+    ContextExpiryService(
+        store, reactor, interval=min(10.0, options["context-ttl"] / 4)
+    ).setServiceParent(top)
     gateway = Gateway(reactor, store, config, urls)
     top.gateway = gateway  # type: ignore[attr-defined]
     site = buildSite(gateway, reactor)

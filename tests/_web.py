@@ -28,7 +28,9 @@ class Harness:
     One gateway: C{.clock}, C{.store}, C{.gateway}, C{.site}, C{.treq}.
     """
 
-    def __init__(self, toml: str = "", environ: dict[str, str] | None = None, publicHost: str = PUBLIC):
+    def __init__(
+        self, toml: str = "", environ: dict[str, str] | None = None, publicHost: str = PUBLIC
+    ):
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
         self.store = MemoryContextStore(self.clock, ttl=120)

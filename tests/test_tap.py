@@ -13,7 +13,6 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
-
 from zope.interface import implementer
 
 from rapida_twisted.tap import Options, makeService, parsePortRange, parseUDPDescription
@@ -130,7 +129,9 @@ class ThreadedMemoryReactor(MemoryReactorClock):
 class MakeServiceTests(SynchronousTestCase):
     def test_order(self) -> None:
         options = Options(environ={})
-        options.parseOptions(["--database", "sqlite:" + os.path.abspath(self.mktemp()), "--http", "tcp:0"])
+        options.parseOptions(
+            ["--database", "sqlite:" + os.path.abspath(self.mktemp()), "--http", "tcp:0"]
+        )
         reactor = ThreadedMemoryReactor()
         top = makeService(options, reactor=reactor)
         names = [type(s).__name__ for s in top]

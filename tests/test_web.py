@@ -67,8 +67,10 @@ class CallWebhookTests(SynchronousTestCase):
         self.assertEqual(event.payload["method"], "POST")
 
     def test_escapesEverything(self) -> None:
-        h = Harness(publicHost='gw.example.com')
-        _, body = h.request(self, "POST", "/v1/talk/twilio/call/echo", data=dict(FORM, From='"<&>\''))
+        h = Harness(publicHost="gw.example.com")
+        _, body = h.request(
+            self, "POST", "/v1/talk/twilio/call/echo", data=dict(FORM, From="\"<&>'")
+        )
         ElementTree.fromstring(body)  # well formed despite the hostile caller id
 
     def test_vonageGetAnswersNCCO(self) -> None:
@@ -76,18 +78,26 @@ class CallWebhookTests(SynchronousTestCase):
             self,
             "GET",
             "/v1/talk/vonage/call/echo",
-            params={"from": "447700900000", "to": "447700900001", "uuid": "u-1", "conversation_uuid": "CON-1"},
+            params={
+                "from": "447700900000",
+                "to": "447700900001",
+                "uuid": "u-1",
+                "conversation_uuid": "CON-1",
+            },
         )
         self.assertEqual(response.code, 200)
         (action,) = json.loads(body)
         context = self.only()
         self.assertEqual(action["action"], "connect")
         self.assertEqual(
-            action["eventUrl"], [f"https://gw.example.com/v1/talk/vonage/ctx/{context.context_id}/event"]
+            action["eventUrl"],
+            [f"https://gw.example.com/v1/talk/vonage/ctx/{context.context_id}/event"],
         )
         (endpoint,) = action["endpoint"]
         self.assertEqual(endpoint["type"], "websocket")
-        self.assertEqual(endpoint["uri"], f"wss://gw.example.com/v1/talk/vonage/ctx/{context.context_id}")
+        self.assertEqual(
+            endpoint["uri"], f"wss://gw.example.com/v1/talk/vonage/ctx/{context.context_id}"
+        )
         self.assertEqual(endpoint["content-type"], "audio/l16;rate=16000")
         self.assertTrue(tokenMatches(context, endpoint["headers"]["token"]))
         self.assertEqual(context.channel_uuid, "u-1")
@@ -109,7 +119,10 @@ class CallWebhookTests(SynchronousTestCase):
 
     def test_exotelAnswersURLWithToken(self) -> None:
         response, body = self.h.request(
-            self, "GET", "/v1/talk/exotel/call/echo", params={"CallSid": "e1", "CallFrom": "0981", "CallTo": "0802"}
+            self,
+            "GET",
+            "/v1/talk/exotel/call/echo",
+            params={"CallSid": "e1", "CallFrom": "0981", "CallTo": "0802"},
         )
         self.assertEqual(response.code, 200)
         url = json.loads(body)["url"]
@@ -121,7 +134,10 @@ class CallWebhookTests(SynchronousTestCase):
 
     def test_asteriskAnswersContextIdText(self) -> None:
         response, body = self.h.request(
-            self, "POST", "/v1/talk/asterisk/call/echo", data={"from": "100", "to": "200", "channel_id": "ch-1"}
+            self,
+            "POST",
+            "/v1/talk/asterisk/call/echo",
+            data={"from": "100", "to": "200", "channel_id": "ch-1"},
         )
         self.assertEqual(response.code, 200)
         self.assertIn("text/plain", response.headers.getRawHeaders("content-type")[0])
@@ -150,19 +166,31 @@ class CallWebhookTests(SynchronousTestCase):
             ("exotel", {"CallSid": "x"}, "CallFrom"),
             ("asterisk", {"to": "1"}, "from"),
         ]:
-            response, body = self.h.request(self, "POST", f"/v1/talk/{provider}/call/echo", data=data)
+            response, body = self.h.request(
+                self, "POST", f"/v1/talk/{provider}/call/echo", data=data
+            )
             self.assertEqual(response.code, 400, provider)
-            self.assertEqual(json.loads(body)["error"], {"code": "missing_field", "message": f"{name} is required"})
+            self.assertEqual(
+                json.loads(body)["error"],
+                {"code": "missing_field", "message": f"{name} is required"},
+            )
 
     def test_badJSON(self) -> None:
         response, body = self.h.request(
-            self, "POST", "/v1/talk/vonage/call/echo", data=b"{nope", headers={"content-type": "application/json"}
+            self,
+            "POST",
+            "/v1/talk/vonage/call/echo",
+            data=b"{nope",
+            headers={"content-type": "application/json"},
         )
         self.assertEqual((response.code, errorCode(body)), (400, "bad_json"))
 
     def test_bodyTooLarge(self) -> None:
         response, body = self.h.request(
-            self, "POST", "/v1/talk/twilio/call/echo", data=b"From=" + b"x" * MAX_BODY,
+            self,
+            "POST",
+            "/v1/talk/twilio/call/echo",
+            data=b"From=" + b"x" * MAX_BODY,
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
         self.assertEqual((response.code, errorCode(body)), (413, "body_too_large"))
@@ -189,7 +217,13 @@ class CallWebhookTests(SynchronousTestCase):
         self.assertEqual(response.code, 503)
 
     def test_unknownRoute(self) -> None:
-        for path in ["/", "/v1", "/v1/talk/twilio", "/v1/talk/twilio/nope", "/v1/talk/twilio/call/echo/extra"]:
+        for path in [
+            "/",
+            "/v1",
+            "/v1/talk/twilio",
+            "/v1/talk/twilio/nope",
+            "/v1/talk/twilio/call/echo/extra",
+        ]:
             response, body = self.h.request(self, "GET", path)
             self.assertEqual(response.code, 404, path)
             self.assertEqual(errorCode(body), "not_found", path)
@@ -200,7 +234,9 @@ class CallWebhookTests(SynchronousTestCase):
         _, body = self.h.request(self, "GET", "/metrics")
         text = body.decode()
         self.assertIn('rapida_webhooks_total{kind="call",outcome="ok",provider="twilio"} 1.0', text)
-        self.assertIn('rapida_webhooks_total{kind="call",outcome="missing_field",provider="twilio"} 1.0', text)
+        self.assertIn(
+            'rapida_webhooks_total{kind="call",outcome="missing_field",provider="twilio"} 1.0', text
+        )
         self.assertIn("rapida_store_latency_seconds_bucket", text)
         self.assertIn("rapida_active_calls", text)
 
@@ -233,14 +269,24 @@ class TwilioSignatureTests(SynchronousTestCase):
 
     def test_bad403(self) -> None:
         response, body = self.h.request(
-            self, "POST", "/v1/talk/twilio/call/echo", data=FORM, headers={"X-Twilio-Signature": "AAAA"}
+            self,
+            "POST",
+            "/v1/talk/twilio/call/echo",
+            data=FORM,
+            headers={"X-Twilio-Signature": "AAAA"},
         )
         self.assertEqual((response.code, errorCode(body)), (403, "bad_signature"))
 
     def test_goodForm(self) -> None:
-        sig = self.sign("https://gw.example.com/v1/talk/twilio/call/echo", {k: [v] for k, v in FORM.items()})
+        sig = self.sign(
+            "https://gw.example.com/v1/talk/twilio/call/echo", {k: [v] for k, v in FORM.items()}
+        )
         response, _ = self.h.request(
-            self, "POST", "/v1/talk/twilio/call/echo", data=FORM, headers={"X-Twilio-Signature": sig}
+            self,
+            "POST",
+            "/v1/talk/twilio/call/echo",
+            data=FORM,
+            headers={"X-Twilio-Signature": sig},
         )
         self.assertEqual(response.code, 200)
 
@@ -249,7 +295,11 @@ class TwilioSignatureTests(SynchronousTestCase):
             "https://gw.example.com:443/v1/talk/twilio/call/echo", {k: [v] for k, v in FORM.items()}
         )
         response, _ = self.h.request(
-            self, "POST", "/v1/talk/twilio/call/echo", data=FORM, headers={"X-Twilio-Signature": sig}
+            self,
+            "POST",
+            "/v1/talk/twilio/call/echo",
+            data=FORM,
+            headers={"X-Twilio-Signature": sig},
         )
         self.assertEqual(response.code, 200)
 
@@ -260,12 +310,18 @@ class TwilioSignatureTests(SynchronousTestCase):
         path = "/v1/talk/twilio/call/echo?bodySHA256=" + hashlib.sha256(body).hexdigest()
         sig = self.sign("https://gw.example.com" + path, {})
         response, _ = self.h.request(
-            self, "POST", path, data=body,
+            self,
+            "POST",
+            path,
+            data=body,
             headers={"X-Twilio-Signature": sig, "content-type": "application/json"},
         )
         self.assertEqual(response.code, 200)
         tampered, _ = self.h.request(
-            self, "POST", path, data=body + b" ",
+            self,
+            "POST",
+            path,
+            data=body + b" ",
             headers={"X-Twilio-Signature": sig, "content-type": "application/json"},
         )
         self.assertEqual(tampered.code, 403)
@@ -302,10 +358,15 @@ class EventWebhookTests(SynchronousTestCase):
     def test_recordsEveryCallbackRaw(self) -> None:
         ctx = self.context()
         for status in ["ringing", "ringing", "in-progress"]:
-            response, _ = self.post("twilio", ctx.context_id, data={"CallStatus": status, "CallSid": "CA9"})
+            response, _ = self.post(
+                "twilio", ctx.context_id, data={"CallStatus": status, "CallSid": "CA9"}
+            )
             self.assertEqual(response.code, 204)
         events = self.successResultOf(self.h.store.listEvents(ctx.context_id, "status"))
-        self.assertEqual([e.payload["fields"]["CallStatus"] for e in events], ["ringing", "ringing", "in-progress"])
+        self.assertEqual(
+            [e.payload["fields"]["CallStatus"] for e in events],
+            ["ringing", "ringing", "in-progress"],
+        )
         now = self.current(ctx.context_id)
         self.assertEqual(now.provider_status, "in-progress")
         self.assertEqual(now.channel_uuid, "CA9")
@@ -317,7 +378,9 @@ class EventWebhookTests(SynchronousTestCase):
         self.post("twilio", ctx.context_id, data={"CallStatus": "failed"})
         now = self.current(ctx.context_id)
         self.assertEqual((now.status, now.provider_status), (COMPLETED, "completed"))
-        self.assertEqual(len(self.successResultOf(self.h.store.listEvents(ctx.context_id, "status"))), 3)
+        self.assertEqual(
+            len(self.successResultOf(self.h.store.listEvents(ctx.context_id, "status"))), 3
+        )
 
     def test_twilioFailure(self) -> None:
         ctx = self.context()
@@ -327,14 +390,24 @@ class EventWebhookTests(SynchronousTestCase):
 
     def test_twilioCompletedWithError(self) -> None:
         ctx = self.context()
-        self.post("twilio", ctx.context_id, data={"CallStatus": "completed", "ErrorCode": "11200", "ErrorMessage": "HTTP retrieval failure"})
+        self.post(
+            "twilio",
+            ctx.context_id,
+            data={
+                "CallStatus": "completed",
+                "ErrorCode": "11200",
+                "ErrorMessage": "HTTP retrieval failure",
+            },
+        )
         now = self.current(ctx.context_id)
         self.assertEqual((now.status, now.reason), (FAILED, "HTTP retrieval failure"))
 
     def test_vonageJSONEvents(self) -> None:
         ctx = self.context("vonage")
         for status in ["started", "ringing", "answered", "completed"]:
-            response, _ = self.post("vonage", ctx.context_id, json={"status": status, "uuid": "u", "duration": "5"})
+            response, _ = self.post(
+                "vonage", ctx.context_id, json={"status": status, "uuid": "u", "duration": "5"}
+            )
             self.assertEqual(response.code, 204)
         now = self.current(ctx.context_id)
         self.assertEqual((now.status, now.provider_status), (COMPLETED, "completed"))
@@ -351,7 +424,9 @@ class EventWebhookTests(SynchronousTestCase):
         self.assertEqual(self.current(ctx.context_id).status, FAILED)
 
     def test_unknownContext404(self) -> None:
-        response, body = self.post("twilio", "00000000-0000-4000-8000-000000000000", data={"CallStatus": "ringing"})
+        response, body = self.post(
+            "twilio", "00000000-0000-4000-8000-000000000000", data={"CallStatus": "ringing"}
+        )
         self.assertEqual((response.code, errorCode(body)), (404, "unknown_context"))
 
     def test_otherProvidersContext404(self) -> None:
@@ -361,7 +436,9 @@ class EventWebhookTests(SynchronousTestCase):
 
     def test_getAccepted(self) -> None:
         ctx = self.context("vonage")
-        response, _ = self.h.request(self, "GET", f"/v1/talk/vonage/ctx/{ctx.context_id}/event", params={"status": "ringing"})
+        response, _ = self.h.request(
+            self, "GET", f"/v1/talk/vonage/ctx/{ctx.context_id}/event", params={"status": "ringing"}
+        )
         self.assertEqual(response.code, 204)
         self.assertEqual(self.current(ctx.context_id).provider_status, "ringing")
 
@@ -377,7 +454,9 @@ class MediaUpgradeTests(SynchronousTestCase):
         return json.loads(match.group(0))
 
     def test_unknown404(self) -> None:
-        _, transport = self.h.raw(upgradeRequest("/v1/talk/twilio/ctx/00000000-0000-4000-8000-000000000000"))
+        _, transport = self.h.raw(
+            upgradeRequest("/v1/talk/twilio/ctx/00000000-0000-4000-8000-000000000000")
+        )
         self.assertIn(" 404 ", statusLine(transport))
         self.assertEqual(self.body(transport)["error"]["code"], "unknown_context")
 
@@ -403,7 +482,9 @@ class MediaUpgradeTests(SynchronousTestCase):
 
     def test_storeDown503(self) -> None:
         self.h.store.unavailable = True
-        _, transport = self.h.raw(upgradeRequest("/v1/talk/twilio/ctx/00000000-0000-4000-8000-000000000000"))
+        _, transport = self.h.raw(
+            upgradeRequest("/v1/talk/twilio/ctx/00000000-0000-4000-8000-000000000000")
+        )
         self.assertIn(" 503 ", statusLine(transport))
 
     def test_plainGet426(self) -> None:
@@ -413,7 +494,9 @@ class MediaUpgradeTests(SynchronousTestCase):
 
     def test_asteriskClaimsAtUpgradeQueryFirst(self) -> None:
         ctx = self.successResultOf(self.h.store.create("asterisk", "echo")).context
-        _, transport = self.h.raw(upgradeRequest(f"/v1/talk/asterisk/ctx?contextId={ctx.context_id}"))
+        _, transport = self.h.raw(
+            upgradeRequest(f"/v1/talk/asterisk/ctx?contextId={ctx.context_id}")
+        )
         self.assertIn(" 101 ", statusLine(transport))
         self.assertEqual(self.successResultOf(self.h.store.get(ctx.context_id)).status, "claimed")
         _, transport = self.h.raw(upgradeRequest(f"/v1/talk/asterisk/ctx/{ctx.context_id}"))

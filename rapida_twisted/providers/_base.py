@@ -171,12 +171,14 @@ class PublicURLs:
         else:
             self.secure = True
         if not value or "/" in value or "?" in value or "#" in value or "@" in value:
-            raise ValueError(f"public host {publicHost!r} must be host[:port] or http://host[:port]")
+            raise ValueError(
+                f"public host {publicHost!r} must be host[:port] or http://host[:port]"
+            )
         parsed = urlsplit("//" + value)
         if not parsed.hostname:
             raise ValueError(f"public host {publicHost!r} has no host name")
         try:
-            parsed.port
+            _ = parsed.port
         except ValueError:
             raise ValueError(f"public host {publicHost!r} has a bad port") from None
         self.host = value
@@ -253,9 +255,7 @@ class BaseProvider:
     def parseCall(self, request: WebhookRequest) -> CallInfo:
         raise NotImplementedError
 
-    def answer(
-        self, context: CallContext, token: str, assistant: AssistantConfig
-    ) -> Answer:
+    def answer(self, context: CallContext, token: str, assistant: AssistantConfig) -> Answer:
         raise NotImplementedError
 
     def parseStatus(self, request: WebhookRequest) -> StatusUpdate:

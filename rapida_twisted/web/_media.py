@@ -111,11 +111,11 @@ class MediaStreamProtocol(WebSocketServerProtocol):
 
     def pauseReading(self) -> None:
         if self.transport is not None:
-            self.transport.pauseProducing()
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
 
     def resumeReading(self) -> None:
         if self.transport is not None:
-            self.transport.resumeProducing()
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
 
 
 def mediaFactory(reactor: IReactorTime) -> WebSocketServerFactory:
@@ -156,6 +156,7 @@ class _Handoff:
 
     def buildProtocol(self, addr: Any) -> MediaStreamProtocol:
         proto = self._factory.buildProtocol(addr)
+        assert isinstance(proto, MediaStreamProtocol)
         for name, value in self._attach.items():
             setattr(proto, name, value)
         return proto

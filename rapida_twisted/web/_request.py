@@ -71,7 +71,9 @@ def peerHost(request: server.Request) -> str:
     return getattr(peer, "host", "") or ""
 
 
-def webhookRequest(request: server.Request, urls: PublicURLs, websocket: bool = False) -> WebhookRequest:
+def webhookRequest(
+    request: server.Request, urls: PublicURLs, websocket: bool = False
+) -> WebhookRequest:
     """
     Read a twisted.web request into a L{WebhookRequest}: query, form or
     JSON body (bad JSON is a 400), headers and the public URL the provider
@@ -137,11 +139,15 @@ def errorFor(failure: Failure) -> WebError | None:
     if isinstance(exc, ContextAlreadyClaimed):
         return WebError("the call context was already claimed", code="already_claimed", status=409)
     if isinstance(exc, ContextExpired):
-        return WebError("the call context expired before it was claimed", code="expired", status=410)
+        return WebError(
+            "the call context expired before it was claimed", code="expired", status=410
+        )
     if isinstance(exc, ContextFinished):
         return WebError("the call has already ended", code="finished", status=410)
     if isinstance(exc, StoreUnavailable):
-        return WebError(str(exc) or "the context store is unavailable", code="store_unavailable", status=503)
+        return WebError(
+            str(exc) or "the context store is unavailable", code="store_unavailable", status=503
+        )
     return None
 
 

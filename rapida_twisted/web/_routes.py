@@ -173,7 +173,9 @@ class EventWebhook(_Webhook):
             {"method": webhook.method, "fields": webhook.rawFields()},
         )
         if update.channel_uuid and not context.channel_uuid:
-            await gateway.storeOp("set_channel", store.setChannel, context.context_id, update.channel_uuid)
+            await gateway.storeOp(
+                "set_channel", store.setChannel, context.context_id, update.channel_uuid
+            )
         await _advanceStatus(gateway, self.provider, context, update.provider_status)
         if update.outcome is not None:
             await gateway.storeOp(
@@ -226,7 +228,9 @@ async def _advanceStatus(
         )
         if changed:
             return
-        current = (await gateway.storeOp("get", gateway.store.get, context.context_id)).provider_status
+        current = (
+            await gateway.storeOp("get", gateway.store.get, context.context_id)
+        ).provider_status
 
 
 class MediaRoute(resource.Resource):
@@ -287,9 +291,13 @@ class MediaRoute(resource.Resource):
         context = await _contextFor(gateway, self.provider, contextId)
         now = gateway.clock.seconds()
         if context.status == CLAIMED:
-            raise WebError("the call context was already claimed", code="already_claimed", status=409)
+            raise WebError(
+                "the call context was already claimed", code="already_claimed", status=409
+            )
         if context.status == EXPIRED or context.expired_at(now, gateway.store.ttl):
-            raise WebError("the call context expired before it was claimed", code="expired", status=410)
+            raise WebError(
+                "the call context expired before it was claimed", code="expired", status=410
+            )
         if context.finished:
             raise WebError("the call has already ended", code="finished", status=410)
         if self.provider.claimAtUpgrade:
@@ -335,7 +343,7 @@ class _Lookup(_Route):
     def getChild(self, path: bytes, request: server.Request) -> resource.Resource:
         if not path:
             return super().getChild(path, request)
-        return self.make(_segment(path))  # type: ignore[no-any-return]
+        return self.make(_segment(path))
 
 
 class TalkRoute(_Route):
@@ -353,9 +361,7 @@ class TalkRoute(_Route):
     def getChild(self, path: bytes, request: server.Request) -> resource.Resource:
         child = self.children_.get(path)
         if child is None:
-            return ErrorResource(
-                404, "unknown_provider", f"no provider {_segment(path)!r}"
-            )
+            return ErrorResource(404, "unknown_provider", f"no provider {_segment(path)!r}")
         return child
 
 
@@ -375,7 +381,9 @@ class Health(resource.Resource):
             try:
                 await self.gateway.storeOp("ping", self.gateway.store.ping)
             except Exception as e:
-                writeJSON(request, 503, {"status": "degraded", "store": "unreachable", "error": str(e)})
+                writeJSON(
+                    request, 503, {"status": "degraded", "store": "unreachable", "error": str(e)}
+                )
             else:
                 writeJSON(request, 200, {"status": "ok", "store": "ok"})
 
@@ -395,7 +403,7 @@ class Metrics(resource.Resource):
 
     def render_GET(self, request: server.Request) -> bytes:
         request.setHeader(b"content-type", self.gateway.metrics.contentType.encode("ascii"))
-        return self.gateway.metrics.render()  # type: ignore[no-any-return]
+        return self.gateway.metrics.render()
 
 
 def buildRoot(gateway: Gateway, reactor: Any) -> resource.Resource:

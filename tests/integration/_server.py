@@ -14,12 +14,11 @@ import socket
 import sys
 from typing import Any
 
-import treq
 from treq.client import HTTPClient
 from twisted.internet import defer, protocol, reactor
-from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
 
 INTEGRATION = os.environ.get("RAPIDA_INTEGRATION") == "1"
 
@@ -88,15 +87,23 @@ class GatewayProcess:
         self.audiosocket = freePort() if audiosocket else None
         self.rtp = freeRtpRange()
         self.base = f"http://127.0.0.1:{self.http}"
-        self.database = database or databaseURL() or "sqlite:" + os.path.join(workdir, "rapida.sqlite3")
+        self.database = (
+            database or databaseURL() or "sqlite:" + os.path.join(workdir, "rapida.sqlite3")
+        )
         args = [
             "rapida",
-            "--http", f"tcp:{self.http}:interface=127.0.0.1",
-            "--sip", f"udp:{self.sip}:interface=127.0.0.1" if sip else "none",
-            "--audiosocket", f"tcp:{self.audiosocket}:interface=127.0.0.1" if audiosocket else "none",
-            "--rtp-ports", f"{self.rtp[0]}-{self.rtp[1]}",
-            "--database", self.database,
-            "--public-host", self.base,
+            "--http",
+            f"tcp:{self.http}:interface=127.0.0.1",
+            "--sip",
+            f"udp:{self.sip}:interface=127.0.0.1" if sip else "none",
+            "--audiosocket",
+            f"tcp:{self.audiosocket}:interface=127.0.0.1" if audiosocket else "none",
+            "--rtp-ports",
+            f"{self.rtp[0]}-{self.rtp[1]}",
+            "--database",
+            self.database,
+            "--public-host",
+            self.base,
         ]
         if assistants is not None:
             path = os.path.join(workdir, "assistants.toml")
@@ -120,7 +127,10 @@ class GatewayProcess:
         waited = 0.0
         while waited < timeout:
             if self.proto.ended.called:
-                raise AssertionError(f"gateway exited early ({self.proto.ended.result!r}): {self.argv} in {self.workdir}\n" + self.output())
+                raise AssertionError(
+                    f"gateway exited early ({self.proto.ended.result!r}): {self.argv} in {self.workdir}\n"
+                    + self.output()
+                )
             try:
                 response = await http().get(self.base + "/healthz", timeout=2)
                 await response.content()

@@ -59,9 +59,11 @@ class ServerTests(IntegrationTestCase):
         gateway = await self.startGateway(database="sqlite:" + path, runner="twistd")
         response = await self.http.post(gateway.base + "/v1/talk/twilio/call/echo", data=FORM)
         contextId = contextIdOf(await response.content())
-        row = sqlite3.connect(path).execute(
-            "SELECT status FROM call_contexts WHERE context_id = ?", (contextId,)
-        ).fetchone()
+        row = (
+            sqlite3.connect(path)
+            .execute("SELECT status FROM call_contexts WHERE context_id = ?", (contextId,))
+            .fetchone()
+        )
         self.assertEqual(row, ("pending",))
 
     async def test_healthMetricsAndRefusals(self) -> None:
@@ -71,9 +73,12 @@ class ServerTests(IntegrationTestCase):
         response = await self.http.get(gateway.base + "/metrics")
         self.assertIn(b"rapida_active_calls", await response.content())
         response = await self.http.get(
-            gateway.base + "/v1/talk/twilio/ctx/00000000-0000-4000-8000-000000000000", headers=UPGRADE
+            gateway.base + "/v1/talk/twilio/ctx/00000000-0000-4000-8000-000000000000",
+            headers=UPGRADE,
         )
         self.assertEqual(response.code, 404)
         self.assertEqual((await response.json())["error"]["code"], "unknown_context")
-        response = await self.http.post(gateway.base + "/v1/talk/twilio/call/echo", data={"CallSid": "x"})
+        response = await self.http.post(
+            gateway.base + "/v1/talk/twilio/call/echo", data={"CallSid": "x"}
+        )
         self.assertEqual(response.code, 400)

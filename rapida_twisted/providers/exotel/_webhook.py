@@ -96,9 +96,7 @@ class ExotelProvider(BaseProvider):
         )
 
     def answer(self, context: CallContext, token: str, assistant: AssistantConfig) -> Answer:
-        url = self.urls.mediaURL(self.name, context.context_id) + "?" + urlencode(
-            {"token": token}
-        )
+        url = self.urls.mediaURL(self.name, context.context_id) + "?" + urlencode({"token": token})
         creds = self.config.exotel
         if creds.stream_username and url.startswith(("wss://", "ws://")):
             scheme, rest = url.split("://", 1)

@@ -141,7 +141,7 @@ class TwilioProvider(BaseProvider):
             '<?xml version="1.0" encoding="UTF-8"?>'
             "<Response><Connect>"
             f"<Stream url={quoteattr(media)} name={quoteattr(context.context_id)}"
-            f" statusCallback={quoteattr(events)} statusCallbackMethod=\"POST\">"
+            f' statusCallback={quoteattr(events)} statusCallbackMethod="POST">'
             f"{parameters}</Stream></Connect></Response>"
         )
         return Answer("text/xml; charset=utf-8", xml.encode("utf-8"))

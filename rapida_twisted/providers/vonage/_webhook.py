@@ -60,9 +60,7 @@ def verifyVonageJWT(
     if body:
         expected = hashlib.sha256(body).hexdigest()
         presented = claims.get("payload_hash")
-        if not isinstance(presented, str) or not hmac.compare_digest(
-            presented.lower(), expected
-        ):
+        if not isinstance(presented, str) or not hmac.compare_digest(presented.lower(), expected):
             raise Forbidden("webhook payload_hash does not match the body", code="bad_signature")
     return claims
 
@@ -96,9 +94,7 @@ class VonageProvider(BaseProvider):
             caller=caller,
             callee=fields.get("to", ""),
             channel_uuid=fields.get("uuid", ""),
-            metadata={
-                k: fields[k] for k in ("conversation_uuid", "region_url") if k in fields
-            },
+            metadata={k: fields[k] for k in ("conversation_uuid", "region_url") if k in fields},
         )
 
     def contentType(self, assistant: AssistantConfig) -> str:
@@ -140,10 +136,7 @@ class VonageProvider(BaseProvider):
         reason = ""
         if outcome == "failed":
             reason = (
-                detail
-                or fields.get("disconnected_by", "")
-                or fields.get("sip_code", "")
-                or status
+                detail or fields.get("disconnected_by", "") or fields.get("sip_code", "") or status
             )
         return StatusUpdate(
             provider_status=status,
