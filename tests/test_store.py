@@ -42,6 +42,7 @@ from rapida_twisted.store import (
     MemoryContextStore,
     PostgresContextStore,
     SQLiteContextStore,
+    StoreError,
     StoreUnavailable,
     _model,
     _ops,
@@ -524,6 +525,30 @@ class SQLiteStoreTests(ContextStoreContract, TestCase):
         self.assertIsNone(store._pool)
         await store.close()
 
+    async def test_notADatabase(self) -> None:
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"this is not an SQLite file" * 100)
+        store = SQLiteContextStore(_reactor(), path)
+        error = await self.fails(store.start(), StoreError)
+        self.assertNotIsInstance(error, StoreUnavailable)
+        await fails(store.ping(), StoreUnavailable)
+
+    async def test_rollback(self) -> None:
+        """
+        A transactional script that fails half-way leaves nothing behind,
+        and the connection is usable afterwards.
+        """
+        cid = (await self.create()).context.context_id
+
+        def halfway() -> _ops.Script[None]:
+            yield "UPDATE call_contexts SET reason = 'half' WHERE context_id = ?", (cid,)
+            raise ValueError("boom")
+
+        await self.fails(self.store._run(halfway(), transaction=True), ValueError)
+        self.assertEqual((await self.store.get(cid)).reason, "")
+        self.assertEqual(await self.store.expireUnclaimed(), 0)
+
     async def test_notStarted(self) -> None:
         store = SQLiteContextStore(_reactor(), self.mktemp())
         await self.fails(store.ping(), StoreUnavailable)
@@ -807,8 +832,8 @@ class StoreFromURLTests(SynchronousTestCase):
 
     def test_sqlite(self) -> None:
         for url, path in [
-            ("sqlite:rapida.sqlite3", "rapida.sqlite3"),
-            ("sqlite:data/x.db", "data/x.db"),
+            ("sqlite:rapida.sqlite3", os.path.abspath("rapida.sqlite3")),
+            ("sqlite:data/x.db", os.path.abspath("data/x.db")),
             ("sqlite:/var/lib/rapida/x.db", "/var/lib/rapida/x.db"),
             ("sqlite:///var/lib/rapida/x.db", "/var/lib/rapida/x.db"),
             ("SQLite::memory:", ":memory:"),

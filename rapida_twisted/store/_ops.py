@@ -86,9 +86,14 @@ class Dialect:
         column's JSON type.
     @ivar epoch: a format string reading a time column back as a float
         epoch (C{{col}} is the column).
+    @ivar jsonIsText: whether JSON columns read back as text to decode.
+    @ivar modifyingCTE: whether an C{UPDATE} may feed an C{INSERT} through
+        C{WITH} in one statement.
     @ivar migrationLock: the statement that serialises migrations between
         processes inside the migration transaction, or None when the
         transaction itself is the lock.
+    @ivar migrationsTable: creates C{schema_migrations} if it is missing.
+    @ivar migrations: the dialect's schema versions, in order.
     """
 
     name: str
@@ -97,6 +102,7 @@ class Dialect:
     jsonParam: str
     epoch: str
     jsonIsText: bool
+    modifyingCTE: bool
     migrationLock: str | None
     migrationsTable: str
     migrations: tuple[Migration, ...]
@@ -109,6 +115,7 @@ POSTGRES = Dialect(
     jsonParam="%s::jsonb",
     epoch="extract(epoch FROM {col})::float8",
     jsonIsText=False,
+    modifyingCTE=True,
     migrationLock=(
         "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.rapida_schema_migrations'))"
     ),
@@ -128,6 +135,7 @@ SQLITE = Dialect(
     jsonParam="%s",
     epoch="{col}",
     jsonIsText=True,
+    modifyingCTE=False,
     migrationLock=None,
     migrationsTable=(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -209,20 +217,19 @@ class Queries:
             f"UPDATE call_contexts SET status = '{EXPIRED}', ended_at = {ts}, reason = %s"
             f" WHERE status = '{PENDING}' AND created_at <= {ts} RETURNING context_id"
         )
-        endedEvent = (
-            "INSERT INTO call_events (context_id, at, source, kind, payload)"
-            f" SELECT context_id, {ts}, 'gateway', 'ended', {js}"
-        )
+        insertEvent = "INSERT INTO call_events (context_id, at, source, kind, payload)"
+        ended = f"{ts}, 'gateway', 'ended', {js}"
         #: PostgreSQL expires and records the events in one statement; SQLite
         #: (no data-modifying CTE) runs L{expire} then L{expiredEvent} per row
         #: inside one transaction.
         self.expireWithEvents: str | None = None
-        if dialect is POSTGRES:
+        if dialect.modifyingCTE:
             self.expireWithEvents = sql(
-                f"WITH expired AS ({expire}) {endedEvent} FROM expired RETURNING context_id"
+                f"WITH expired AS ({expire}) {insertEvent}"
+                f" SELECT context_id, {ended} FROM expired RETURNING context_id"
             )
         self.expire = sql(expire)
-        self.expiredEvent = sql(endedEvent.replace("SELECT context_id,", "VALUES (%s,") + ")")
+        self.expiredEvent = sql(f"{insertEvent} VALUES (%s, {ended})")
         self.ping = "SELECT 1"
 
     def context(self, row: Sequence[Any]) -> CallContext:

@@ -6,10 +6,24 @@ gateway node.
 txpostgres gives non-blocking psycopg2 connections driven by the reactor.
 Its pool has a fixed size and never reconnects, so L{_Pool} keeps the
 txpostgres pool's construction (and its reactor injection) but owns the
-checkout: live idle connections serve requests in order, a connection
-that dies is set aside and reconnected with backoff, and while every
-connection is dead requests fail at once with L{StoreUnavailable} rather
-than queueing behind a database that is not there.
+checkout:
+
+  - live idle connections serve requests; requests queue (FIFO) while all
+    are busy;
+  - a connection that dies (noticed while idle, or under a statement) is
+    set aside and reconnected at once, then with backoff up to 10 s;
+  - once reconnecting has failed and no connection is alive, requests fail
+    at once with L{StoreUnavailable} instead of queueing behind a server
+    that is not there;
+  - a read-only operation that fails because its connection died is run
+    once more (after a reactor turn, on a live or reconnected connection);
+    writes are not retried, since they may have happened;
+  - every operation has a deadline (C{timeout}); cancelling an operation
+    stops the wait, never the query (txpostgres cannot cancel cleanly),
+    which finishes before its connection is reused.
+
+libpq resolves host names synchronously when it starts connecting: give
+an IP address (or a Unix socket directory) where that matters.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from twisted.python.threadpool import ThreadPool
 
 from . import _ops
 from ._base import SQLContextStore
-from ._model import StoreUnavailable
+from ._model import StoreError, StoreUnavailable
 from ._ops import SQLITE, Params, Queries, Rows, Script
 
 T = TypeVar("T")
@@ -46,7 +46,11 @@ class SQLiteBase(SQLContextStore):
         """
         Open the database, configure it and apply pending migrations.
         Returns the versions applied.
+
+        @raise StoreUnavailable: it cannot be opened (now).
+        @raise StoreError: the file is not an SQLite database.
         """
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -54,9 +58,6 @@ class SQLiteBase(SQLContextStore):
                 check_same_thread=False,
                 timeout=_BUSY_TIMEOUT_MS / 1000,
             )
-        except sqlite3.Error as e:
-            raise StoreUnavailable(f"cannot open SQLite database {self.path!r}: {e}") from e
-        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -67,9 +68,14 @@ class SQLiteBase(SQLContextStore):
                 if self._runSync(_ops.migrate(self._q, migration), transaction=True):
                     applied.append(migration.version)
             return applied
-        except BaseException:
+        except BaseException as e:
             self._conn = None
-            conn.close()
+            if conn is not None:
+                conn.close()
+            if isinstance(e, sqlite3.OperationalError):
+                raise StoreUnavailable(f"cannot open SQLite database {self.path!r}: {e}") from e
+            if isinstance(e, sqlite3.DatabaseError):
+                raise StoreError(f"{self.path!r} is not a usable SQLite database: {e}") from e
             raise
 
     def _closeSync(self) -> None:
@@ -86,18 +92,22 @@ class SQLiteBase(SQLContextStore):
             return conn.execute(sql, params).fetchall()
 
         try:
-            if not transaction:
-                return _ops.driveSync(script, execute)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = _ops.driveSync(script, execute)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            if transaction:
+                conn.execute("BEGIN IMMEDIATE")
+            result = _ops.driveSync(script, execute)
+            if transaction:
+                conn.execute("COMMIT")
             return result
-        except sqlite3.OperationalError as e:
-            raise StoreUnavailable(f"SQLite: {e}") from e
+        except BaseException as e:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the original error says more
+            if isinstance(e, sqlite3.OperationalError):
+                # locked beyond the busy timeout, disk full, I/O error...
+                raise StoreUnavailable(f"SQLite: {e}") from e
+            raise
 
     def _logApplied(self, applied: list[int]) -> None:
         if applied:

@@ -5,6 +5,8 @@ Choose and build a context store from a database URL.
 
 from __future__ import annotations
 
+import os
+
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 
 from ..interfaces import IContextStore
@@ -26,7 +28,7 @@ def storeFromURL(
     The store for a database URL (not started).
 
       - C{sqlite:PATH}: L{SQLiteContextStore} on PATH, relative to the
-        working directory unless absolute (C{sqlite:///abs/path} also
+        current working directory (made absolute now) unless absolute (C{sqlite:///abs/path} also
         works); C{sqlite::memory:} is a private in-memory database.
       - C{postgresql://…} or C{postgres://…}: L{PostgresContextStore} with
         the URL as its DSN and C{poolSize} connections.
@@ -43,6 +45,9 @@ def storeFromURL(
         path = rest[2:] if rest.startswith("//") else rest
         if not path:
             raise ValueError("sqlite: needs a file name, e.g. sqlite:rapida.sqlite3")
+        if path != ":memory:":
+            # now, not when the store opens (a daemon may change directory)
+            path = os.path.abspath(path)
         return SQLiteContextStore(IReactorFromThreads(reactor), path, ttl, clock)
     if kind in ("postgresql", "postgres"):
         return PostgresContextStore(reactor, url, ttl, clock, poolSize)
