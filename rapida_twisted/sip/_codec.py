@@ -1353,7 +1353,8 @@ def _splitStartLine(line: str) -> tuple[bool, str | None, str | None]:
         return False, None, None
     parts = line.split(" ")
     method = parts[0] if _TOKEN.fullmatch(parts[0]) else None
-    looksLikeRequest = method is not None and bool(_VERSION.fullmatch(parts[-1].rstrip()))
+    words = [p for p in parts if p]
+    looksLikeRequest = method is not None and bool(_VERSION.fullmatch(words[-1]))
     if len(parts) != 3 or not all(parts):
         if looksLikeRequest:
             return True, method, "malformed Request-Line (extra or missing spaces)"
