@@ -269,6 +269,8 @@ class ContextStoreContract(_ContractBase):
         c = (await self.create()).context
         self.assertTrue(await self.store.setChannel(c.context_id, "CA9"))
         self.assertEqual((await self.store.get(c.context_id)).channel_uuid, "CA9")
+        # "True when a row changed": the same value again changes nothing
+        self.assertFalse(await self.store.setChannel(c.context_id, "CA9"))
         found = await self.store.findByChannel("twilio", "CA9")
         self.assertEqual(found.context_id, c.context_id)
         await self.fails(self.store.setChannel(str(uuid.uuid4()), "CA9"), ContextNotFound)
@@ -278,6 +280,7 @@ class ContextStoreContract(_ContractBase):
         c = (await self.create()).context
         cid = c.context_id
         self.assertTrue(await self.store.updateProviderStatus(cid, "ringing"))
+        self.assertFalse(await self.store.updateProviderStatus(cid, "ringing"))
         self.assertTrue(
             await self.store.updateProviderStatus(cid, "in-progress", expected="ringing")
         )

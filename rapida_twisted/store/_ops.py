@@ -186,16 +186,18 @@ class Queries:
             " ORDER BY created_at DESC LIMIT 1"
         )
         self.status = sql("SELECT status FROM call_contexts WHERE context_id = %s")
+        # these match only when the value changes, so "True" means "changed"
         self.setChannel = sql(
-            "UPDATE call_contexts SET channel_uuid = %s WHERE context_id = %s RETURNING context_id"
+            "UPDATE call_contexts SET channel_uuid = %s WHERE context_id = %s"
+            " AND channel_uuid <> %s RETURNING context_id"
         )
         self.setProviderStatus = sql(
             "UPDATE call_contexts SET provider_status = %s WHERE context_id = %s"
-            " RETURNING context_id"
+            " AND provider_status <> %s RETURNING context_id"
         )
         self.swapProviderStatus = sql(
             "UPDATE call_contexts SET provider_status = %s WHERE context_id = %s"
-            " AND provider_status = %s RETURNING context_id"
+            " AND provider_status <> %s AND provider_status = %s RETURNING context_id"
         )
         self.finish = sql(
             f"UPDATE call_contexts SET status = %s, ended_at = {ts}, reason = %s"
@@ -386,8 +388,9 @@ def findByChannel(q: Queries, provider: str, channel: str) -> Script[CallContext
 
 def _changed(q: Queries, cid: str, statement: Statement) -> Script[bool]:
     """
-    Run an C{UPDATE ... RETURNING}; True when it matched, False when the
-    context exists but did not match, ContextNotFound when it is absent.
+    Run a conditional C{UPDATE ... RETURNING}; True when it changed the
+    row, False when the context exists but the condition did not hold,
+    ContextNotFound when it is absent.
     """
     rows = yield statement
     if rows:
@@ -399,15 +402,15 @@ def _changed(q: Queries, cid: str, statement: Statement) -> Script[bool]:
 
 
 def setChannel(q: Queries, cid: str, channel: str) -> Script[bool]:
-    return _changed(q, cid, (q.setChannel, (channel, cid)))
+    return _changed(q, cid, (q.setChannel, (channel, cid, channel)))
 
 
 def updateProviderStatus(
     q: Queries, cid: str, providerStatus: str, expected: str | None
 ) -> Script[bool]:
     if expected is None:
-        return _changed(q, cid, (q.setProviderStatus, (providerStatus, cid)))
-    return _changed(q, cid, (q.swapProviderStatus, (providerStatus, cid, expected)))
+        return _changed(q, cid, (q.setProviderStatus, (providerStatus, cid, providerStatus)))
+    return _changed(q, cid, (q.swapProviderStatus, (providerStatus, cid, providerStatus, expected)))
 
 
 def finish(q: Queries, cid: str, outcome: str, reason: str, now: float) -> Script[bool]:
