@@ -551,12 +551,24 @@ def encodeMedia(streamSid: str, payload: bytes) -> str:
     )
 
 
-def encodeMark(streamSid: str, name: str) -> str:
+def encodeMark(streamSid: str, name: str, sequenceNumber: int | None = None) -> str:
     """
     C{mark}: Twilio echoes it back as L{Mark} once the audio sent before it
     has played (or been cleared).
+
+    @param sequenceNumber: given, the echo as Twilio sends it (simulator
+        side); omitted for the server's own marks.
     """
-    return dumps({"event": "mark", "streamSid": streamSid, "mark": {"name": name}})
+    if sequenceNumber is None:
+        return dumps({"event": "mark", "streamSid": streamSid, "mark": {"name": name}})
+    return dumps(
+        {
+            "event": "mark",
+            "sequenceNumber": str(sequenceNumber),
+            "streamSid": streamSid,
+            "mark": {"name": name},
+        }
+    )
 
 
 def encodeClear(streamSid: str) -> str:
@@ -564,3 +576,114 @@ def encodeClear(streamSid: str) -> str:
     C{clear}: drop all audio Twilio has queued; pending marks are echoed.
     """
     return '{"event":"clear","streamSid":' + quote(streamSid) + "}"
+
+
+# ---------------------------------------------------------------------------
+# Twilio → server (the simulator's side, protocols.md §1.5)
+# ---------------------------------------------------------------------------
+
+_CONNECTED: Final = '{"event":"connected","protocol":"Call","version":"1.0.0"}'
+
+
+def encodeConnected() -> str:
+    """
+    C{connected}, the first message Twilio sends on a stream.
+    """
+    return _CONNECTED
+
+
+def encodeStart(
+    streamSid: str,
+    callSid: str,
+    accountSid: str,
+    customParameters: Mapping[str, str],
+    sequenceNumber: int = 1,
+    tracks: tuple[str, ...] = ("inbound",),
+) -> str:
+    """
+    C{start} as Twilio sends it: μ-law 8 kHz mono, the TwiML
+    C{<Parameter>}s in C{customParameters}.
+    """
+    return dumps(
+        {
+            "event": "start",
+            "sequenceNumber": str(sequenceNumber),
+            "streamSid": streamSid,
+            "start": {
+                "accountSid": accountSid,
+                "streamSid": streamSid,
+                "callSid": callSid,
+                "tracks": list(tracks),
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                "customParameters": dict(customParameters),
+            },
+        }
+    )
+
+
+def encodeInboundMedia(
+    streamSid: str,
+    payload: bytes | str,
+    sequenceNumber: int,
+    chunk: int,
+    timestamp: int,
+    track: str = "inbound",
+) -> str:
+    """
+    C{media} carrying caller audio as Twilio sends it.
+
+    @param payload: raw μ-law bytes, or their base64 text when the caller
+        encoded them ahead of time (a load generator does).
+    @param chunk: counts from 1.
+    @param timestamp: milliseconds since the stream started.
+    """
+    if not isinstance(payload, str):
+        payload = base64Text(payload)
+    return (
+        '{"event":"media","sequenceNumber":"'
+        + str(sequenceNumber)
+        + '","streamSid":'
+        + quote(streamSid)
+        + ',"media":{"track":'
+        + quote(track)
+        + ',"chunk":"'
+        + str(chunk)
+        + '","timestamp":"'
+        + str(timestamp)
+        + '","payload":"'
+        + payload
+        + '"}}'
+    )
+
+
+def encodeDtmf(streamSid: str, digit: str, sequenceNumber: int) -> str:
+    """
+    C{dtmf}: one key press on the inbound track.
+
+    @raise ProtocolError: not exactly one DTMF symbol (L{BAD_VALUE}).
+    """
+    return dumps(
+        {
+            "event": "dtmf",
+            "streamSid": streamSid,
+            "sequenceNumber": str(sequenceNumber),
+            "dtmf": {"track": "inbound_track", "digit": dtmfDigit(digit, "digit")},
+        }
+    )
+
+
+def encodeStop(
+    streamSid: str, sequenceNumber: int, accountSid: str | None = None, callSid: str | None = None
+) -> str:
+    """
+    C{stop}: the last message of a stream.
+    """
+    stop = {k: v for k, v in (("accountSid", accountSid), ("callSid", callSid)) if v is not None}
+    return dumps(
+        {
+            "event": "stop",
+            "sequenceNumber": str(sequenceNumber),
+            "streamSid": streamSid,
+            "stop": stop,
+        }
+    )

@@ -1,0 +1,96 @@
+"""
+Tests for L{rapida_twisted.sim}, the provider simulator behind
+C{rapida-sim}, and for the provider-side encoders and command decoders it
+added to the wire codecs.
+"""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from rapida_twisted.providers.twilio import _codec as twilio
+from rapida_twisted.providers.twilio._codec import ProtocolError
+
+SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
+CALL = "CA18ad3ab5a668481ce02b83e7395059f0"
+ACCOUNT = "AC18ad3ab5a668481ce02b83e7395059f0"
+ULAW = bytes(range(96, 256))
+
+
+# ---------------------------------------------------------------------------
+# Codec additions: what a provider sends, decoded by the server's decoders
+# ---------------------------------------------------------------------------
+
+
+class TwilioProviderSideTests(SynchronousTestCase):
+    """
+    The Twilio → server encoders round-trip through L{twilio.decode}.
+    """
+
+    def test_connected(self) -> None:
+        self.assertEqual(
+            twilio.decode(twilio.encodeConnected()), twilio.Connected("Call", "1.0.0")
+        )
+
+    def test_start(self) -> None:
+        text = twilio.encodeStart(SID, CALL, ACCOUNT, {"token": "t0k", "x": "1"})
+        start = twilio.decode(text)
+        assert isinstance(start, twilio.Start)
+        self.assertEqual(
+            (start.streamSid, start.callSid, start.accountSid, start.token),
+            (SID, CALL, ACCOUNT, "t0k"),
+        )
+        self.assertEqual((start.encoding, start.sampleRate, start.channels), ("audio/x-mulaw", 8000, 1))
+        self.assertEqual(start.tracks, ("inbound",))
+        obj = json.loads(text)
+        self.assertEqual((obj["sequenceNumber"], obj["streamSid"]), ("1", SID))
+
+    def test_inboundMedia(self) -> None:
+        text = twilio.encodeInboundMedia(SID, ULAW, 4, 2, 20)
+        self.assertEqual(twilio.decode(text), twilio.Media(ULAW, 2, 20, "inbound"))
+        obj = json.loads(text)
+        self.assertEqual((obj["sequenceNumber"], obj["streamSid"]), ("4", SID))
+
+    def test_inboundMediaPrecomputed(self) -> None:
+        """
+        Base64 text given instead of bytes is used as it is.
+        """
+        b64 = twilio.base64Text(ULAW)
+        self.assertEqual(
+            twilio.encodeInboundMedia(SID, b64, 4, 2, 20),
+            twilio.encodeInboundMedia(SID, ULAW, 4, 2, 20),
+        )
+
+    def test_dtmf(self) -> None:
+        text = twilio.encodeDtmf(SID, "#", 7)
+        self.assertEqual(twilio.decode(text), twilio.Dtmf("#"))
+        self.assertEqual(json.loads(text)["dtmf"]["track"], "inbound_track")
+        self.assertRaises(ProtocolError, twilio.encodeDtmf, SID, "12", 7)
+        self.assertRaises(ProtocolError, twilio.encodeDtmf, SID, "x", 7)
+
+    def test_markEcho(self) -> None:
+        text = twilio.encodeMark(SID, "utt-1", 9)
+        self.assertEqual(twilio.decode(text), twilio.Mark("utt-1"))
+        self.assertEqual(json.loads(text)["sequenceNumber"], "9")
+        self.assertNotIn("sequenceNumber", json.loads(twilio.encodeMark(SID, "utt-1")))
+
+    def test_stop(self) -> None:
+        self.assertEqual(
+            twilio.decode(twilio.encodeStop(SID, 12, ACCOUNT, CALL)), twilio.Stop(ACCOUNT, CALL)
+        )
+        self.assertEqual(twilio.decode(twilio.encodeStop(SID, 12)), twilio.Stop())
+
+    @settings(max_examples=50, deadline=None)
+    @given(
+        st.binary(max_size=400),
+        st.text(max_size=40),
+        st.integers(0, 10**9),
+        st.integers(0, 10**9),
+    )
+    def test_mediaRoundTrip(self, payload: bytes, sid: str, chunk: int, timestamp: int) -> None:
+        text = twilio.encodeInboundMedia(sid, payload, chunk + 1, chunk, timestamp)
+        self.assertEqual(twilio.decode(text), twilio.Media(payload, chunk, timestamp, "inbound"))
