@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from rapida_twisted.providers.exotel import _codec as exotel
 from rapida_twisted.providers.twilio import _codec as twilio
 from rapida_twisted.providers.twilio._codec import ProtocolError
 
@@ -94,3 +95,57 @@ class TwilioProviderSideTests(SynchronousTestCase):
     def test_mediaRoundTrip(self, payload: bytes, sid: str, chunk: int, timestamp: int) -> None:
         text = twilio.encodeInboundMedia(sid, payload, chunk + 1, chunk, timestamp)
         self.assertEqual(twilio.decode(text), twilio.Media(payload, chunk, timestamp, "inbound"))
+
+
+class ExotelProviderSideTests(SynchronousTestCase):
+    """
+    The Exotel → server encoders round-trip through L{exotel.decode}.
+    """
+
+    def test_connected(self) -> None:
+        self.assertEqual(exotel.decode(exotel.encodeConnected()), exotel.Connected())
+
+    def test_start(self) -> None:
+        text = exotel.encodeStart(SID, CALL, ACCOUNT, "+9100", "+9111", {"token": "t"})
+        start = exotel.decode(text)
+        assert isinstance(start, exotel.Start)
+        self.assertEqual(
+            (start.streamSid, start.callSid, start.accountSid, start.from_, start.to),
+            (SID, CALL, ACCOUNT, "+9100", "+9111"),
+        )
+        self.assertEqual((start.token, start.encoding, start.sampleRate), ("t", exotel.PCM16, 8000))
+        self.assertEqual(json.loads(text)["start"]["media_format"]["sample_rate"], "8000")
+
+    def test_startFormat(self) -> None:
+        start = exotel.decode(
+            exotel.encodeStart(SID, CALL, ACCOUNT, "a", "b", {}, "audio/x-mulaw", 16000)
+        )
+        assert isinstance(start, exotel.Start)
+        self.assertEqual((start.encoding, start.sampleRate), (exotel.ULAW, 16000))
+
+    def test_media(self) -> None:
+        pcm = bytes(320)
+        text = exotel.encodeMedia(SID, pcm, 3, 2, 20)
+        self.assertEqual(exotel.decode(text), exotel.Media(pcm, 2, 20))
+        self.assertEqual(json.loads(text)["sequence_number"], "3")
+        self.assertEqual(exotel.encodeMedia(SID, twilio.base64Text(pcm), 3, 2, 20), text)
+
+    def test_dtmf(self) -> None:
+        text = exotel.encodeDtmf(SID, "5", 4, 120)
+        self.assertEqual(exotel.decode(text), exotel.Dtmf("5", 120))
+        self.assertRaises(ProtocolError, exotel.encodeDtmf, SID, "", 4)
+
+    def test_markEcho(self) -> None:
+        text = exotel.encodeMark(SID, "m1", 8)
+        self.assertEqual(exotel.decode(text), exotel.Mark("m1"))
+        self.assertEqual(json.loads(text)["sequence_number"], "8")
+
+    def test_stop(self) -> None:
+        self.assertEqual(
+            exotel.decode(exotel.encodeStop(SID, 9, CALL, ACCOUNT)),
+            exotel.Stop(CALL, ACCOUNT, "callended"),
+        )
+        self.assertEqual(
+            exotel.decode(exotel.encodeStop(SID, 9, reason="stopped")),
+            exotel.Stop(reason="stopped"),
+        )

@@ -28,6 +28,7 @@ from ..twilio._codec import (
     base64Text,
     connectedMessage,
     decodeEvent,
+    dtmfDigit,
     dtmfMessage,
     dumps,
     markMessage,
@@ -63,6 +64,10 @@ __all__ = [
     "encodeMedia",
     "encodeMark",
     "encodeClear",
+    "encodeConnected",
+    "encodeStart",
+    "encodeDtmf",
+    "encodeStop",
     "ExotelChunker",
 ]
 
@@ -251,19 +256,23 @@ def decode(text: str | bytes, maxSize: int = MAX_MESSAGE_SIZE) -> Message:
 
 def encodeMedia(
     streamSid: str,
-    payload: bytes,
+    payload: bytes | str,
     sequenceNumber: int | None = None,
     chunk: int | None = None,
     timestamp: int | None = None,
 ) -> str:
     """
-    C{media} to play to the caller (Voicebot applet only).
+    C{media}: audio to play to the caller (Voicebot applet only), or, with
+    the counters, caller audio as Exotel sends it (simulator side).
 
     The optional counters are emitted as decimal strings, the way Exotel
     sends its own, and omitted when L{None}.
 
-    @param payload: one chunk, normally from L{ExotelChunker}.
+    @param payload: one chunk, normally from L{ExotelChunker}; or its
+        base64 text when encoded ahead of time.
     """
+    if not isinstance(payload, str):
+        payload = base64Text(payload)
     parts = ['{"event":"media","stream_sid":', quote(streamSid)]
     if sequenceNumber is not None:
         parts.append(f',"sequence_number":"{sequenceNumber:d}"')
@@ -272,16 +281,28 @@ def encodeMedia(
         parts.append(f'"chunk":"{chunk:d}",')
     if timestamp is not None:
         parts.append(f'"timestamp":"{timestamp:d}",')
-    parts += ['"payload":"', base64Text(payload), '"}}']
+    parts += ['"payload":"', payload, '"}}']
     return "".join(parts)
 
 
-def encodeMark(streamSid: str, name: str) -> str:
+def encodeMark(streamSid: str, name: str, sequenceNumber: int | None = None) -> str:
     """
     C{mark}: Exotel echoes it back as L{Mark} once the audio before it has
     played.
+
+    @param sequenceNumber: given, the echo as Exotel sends it (simulator
+        side).
     """
-    return dumps({"event": "mark", "stream_sid": streamSid, "mark": {"name": name}})
+    if sequenceNumber is None:
+        return dumps({"event": "mark", "stream_sid": streamSid, "mark": {"name": name}})
+    return dumps(
+        {
+            "event": "mark",
+            "sequence_number": str(sequenceNumber),
+            "stream_sid": streamSid,
+            "mark": {"name": name},
+        }
+    )
 
 
 def encodeClear(streamSid: str) -> str:
@@ -289,6 +310,101 @@ def encodeClear(streamSid: str) -> str:
     C{clear}: drop the queued audio that has not started playing.
     """
     return '{"event":"clear","stream_sid":' + quote(streamSid) + "}"
+
+
+# Exotel → server (the simulator's side, protocols.md §3.2)
+
+_CONNECTED: Final = '{"event":"connected"}'
+
+
+def encodeConnected() -> str:
+    """
+    C{connected}, the first message Exotel sends on a stream.
+    """
+    return _CONNECTED
+
+
+def encodeStart(
+    streamSid: str,
+    callSid: str,
+    accountSid: str,
+    from_: str,
+    to: str,
+    customParameters: Mapping[str, str],
+    encoding: str = "audio/x-raw",
+    sampleRate: int = 8000,
+    bitRate: int = 16,
+    sequenceNumber: int = 1,
+) -> str:
+    """
+    C{start} as Exotel sends it; numbers in C{media_format} are decimal
+    strings, as in Exotel's documentation.
+
+    @param customParameters: the stream URL's query parameters (with the
+        per-call C{token}).
+    """
+    return dumps(
+        {
+            "event": "start",
+            "sequence_number": str(sequenceNumber),
+            "stream_sid": streamSid,
+            "start": {
+                "stream_sid": streamSid,
+                "call_sid": callSid,
+                "account_sid": accountSid,
+                "from": from_,
+                "to": to,
+                "custom_parameters": dict(customParameters),
+                "media_format": {
+                    "encoding": encoding,
+                    "sample_rate": str(sampleRate),
+                    "bit_rate": str(bitRate),
+                },
+            },
+        }
+    )
+
+
+def encodeDtmf(streamSid: str, digit: str, sequenceNumber: int, duration: int = 100) -> str:
+    """
+    C{dtmf}: one key press, C{duration} in milliseconds.
+
+    @raise ProtocolError: not exactly one DTMF symbol (L{BAD_VALUE}).
+    """
+    return dumps(
+        {
+            "event": "dtmf",
+            "sequence_number": str(sequenceNumber),
+            "stream_sid": streamSid,
+            "dtmf": {"digit": dtmfDigit(digit, "digit"), "duration": str(duration)},
+        }
+    )
+
+
+def encodeStop(
+    streamSid: str,
+    sequenceNumber: int,
+    callSid: str | None = None,
+    accountSid: str | None = None,
+    reason: str = "callended",
+) -> str:
+    """
+    C{stop}: the last message; C{reason} is C{callended} (the caller hung
+    up) or C{stopped} (the applet ended).
+    """
+    stop = {
+        k: v
+        for k, v in (("call_sid", callSid), ("account_sid", accountSid), ("reason", reason))
+        if v is not None
+    }
+    return dumps(
+        {
+            "event": "stop",
+            "sequence_number": str(sequenceNumber),
+            "stream_sid": streamSid,
+            "stop": stop,
+        }
+    )
 
 
 class ExotelChunker:
