@@ -12,9 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from rapida_twisted.asterisk import _chanws as chanws
 from rapida_twisted.providers.exotel import _codec as exotel
 from rapida_twisted.providers.twilio import _codec as twilio
 from rapida_twisted.providers.twilio._codec import ProtocolError
+from rapida_twisted.providers.vonage import _codec as vonage
 
 SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
 CALL = "CA18ad3ab5a668481ce02b83e7395059f0"
@@ -33,9 +35,7 @@ class TwilioProviderSideTests(SynchronousTestCase):
     """
 
     def test_connected(self) -> None:
-        self.assertEqual(
-            twilio.decode(twilio.encodeConnected()), twilio.Connected("Call", "1.0.0")
-        )
+        self.assertEqual(twilio.decode(twilio.encodeConnected()), twilio.Connected("Call", "1.0.0"))
 
     def test_start(self) -> None:
         text = twilio.encodeStart(SID, CALL, ACCOUNT, {"token": "t0k", "x": "1"})
@@ -45,7 +45,9 @@ class TwilioProviderSideTests(SynchronousTestCase):
             (start.streamSid, start.callSid, start.accountSid, start.token),
             (SID, CALL, ACCOUNT, "t0k"),
         )
-        self.assertEqual((start.encoding, start.sampleRate, start.channels), ("audio/x-mulaw", 8000, 1))
+        self.assertEqual(
+            (start.encoding, start.sampleRate, start.channels), ("audio/x-mulaw", 8000, 1)
+        )
         self.assertEqual(start.tracks, ("inbound",))
         obj = json.loads(text)
         self.assertEqual((obj["sequenceNumber"], obj["streamSid"]), ("1", SID))
@@ -149,3 +151,132 @@ class ExotelProviderSideTests(SynchronousTestCase):
             exotel.decode(exotel.encodeStop(SID, 9, reason="stopped")),
             exotel.Stop(reason="stopped"),
         )
+
+
+class VonageProviderSideTests(SynchronousTestCase):
+    """
+    The Vonage → server encoders round-trip through L{vonage.decode}, and
+    L{vonage.decodeCommand} reads what the server sends.
+    """
+
+    def test_connected(self) -> None:
+        text = vonage.encodeConnected("audio/l16;rate=16000", {"token": "t", "n": 1})
+        connected = vonage.decode(text)
+        assert isinstance(connected, vonage.Connected)
+        self.assertEqual((connected.sampleRate, connected.token), (16000, "t"))
+        self.assertEqual(dict(connected.headers), {"token": "t", "n": 1})
+
+    def test_connectedHeadersCannotOverride(self) -> None:
+        """
+        A header named like a reserved key does not replace it.
+        """
+        obj = json.loads(vonage.encodeConnected("audio/l16;rate=8000", {"event": "x"}))
+        self.assertEqual(obj["event"], "websocket:connected")
+
+    def test_dtmf(self) -> None:
+        self.assertEqual(vonage.decode(vonage.encodeDtmf("7", 260)), vonage.Dtmf(("7",), 260))
+        self.assertEqual(vonage.decode(vonage.encodeDtmf("*")), vonage.Dtmf(("*",)))
+        self.assertRaises(ProtocolError, vonage.encodeDtmf, "77")
+
+    def test_cleared(self) -> None:
+        self.assertEqual(vonage.decode(vonage.encodeCleared()), vonage.Cleared())
+
+    def test_notified(self) -> None:
+        self.assertEqual(vonage.decode(vonage.encodeNotified({"a": 1})), vonage.Notify({"a": 1}))
+
+    def test_decodeCommand(self) -> None:
+        self.assertEqual(vonage.decodeCommand(vonage.encodeClear()), vonage.ClearCommand())
+        self.assertEqual(
+            vonage.decodeCommand(vonage.encodeNotify({"id": "m1"})),
+            vonage.NotifyCommand({"id": "m1"}),
+        )
+        unknown = vonage.decodeCommand('{"action":"mute","x":1}')
+        assert isinstance(unknown, vonage.UnknownCommand)
+        self.assertEqual(unknown.action, "mute")
+
+    def test_decodeCommandErrors(self) -> None:
+        for text in ("{", "[]", '{"event":"x"}', '{"action":3}', "x" * 70000):
+            self.assertRaises(ProtocolError, vonage.decodeCommand, text)
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.one_of(st.text(max_size=60), st.binary(max_size=60)))
+    def test_decodeCommandFuzz(self, text: str | bytes) -> None:
+        try:
+            vonage.decodeCommand(text)
+        except ProtocolError:
+            pass
+
+
+class ChanWsCommandTests(SynchronousTestCase):
+    """
+    L{chanws.decodeCommand} reads every command L{chanws.encodeCommand}
+    builds, in both control formats, as Asterisk would.
+    """
+
+    def test_roundTrip(self) -> None:
+        for fmt in chanws.ControlFormat:
+            for command in chanws.Command:
+                self.assertEqual(
+                    chanws.decodeCommand(chanws.encodeCommand(command, fmt)),
+                    chanws.CommandMessage(command),
+                )
+            for command in chanws.CORRELATED:
+                self.assertEqual(
+                    chanws.decodeCommand(chanws.encodeCommand(command, fmt, "m-1.2")),
+                    chanws.CommandMessage(command, "m-1.2"),
+                )
+
+    def test_setMediaDirection(self) -> None:
+        self.assertEqual(
+            chanws.decodeCommand(chanws.encodeSetMediaDirection("in")),
+            chanws.SetMediaDirection("in"),
+        )
+        error = self.assertRaises(
+            chanws.ChanWsError, chanws.decodeCommand, "SET_MEDIA_DIRECTION in"
+        )
+        self.assertEqual(error.code, chanws.UNSUPPORTED)
+        error = self.assertRaises(
+            chanws.ChanWsError,
+            chanws.decodeCommand,
+            '{"command":"SET_MEDIA_DIRECTION","direction":"up"}',
+        )
+        self.assertEqual(error.code, chanws.BAD_VALUE)
+
+    def test_correlationIdIgnoredWhereNotTaken(self) -> None:
+        self.assertEqual(
+            chanws.decodeCommand("FLUSH_MEDIA x"), chanws.CommandMessage(chanws.Command.FLUSH_MEDIA)
+        )
+
+    def test_unknown(self) -> None:
+        self.assertEqual(
+            chanws.decodeCommand("FROB now"), chanws.UnknownCommand("FROB", "FROB now")
+        )
+        self.assertEqual(
+            chanws.decodeCommand('{"command":"FROB"}'),
+            chanws.UnknownCommand("FROB", '{"command":"FROB"}'),
+        )
+
+    def test_errors(self) -> None:
+        cases = {
+            "MARK_MEDIA " + "x" * 130: chanws.TOO_LARGE,
+            "mark_media": chanws.GARBAGE,
+            "": chanws.GARBAGE,
+            "{": chanws.GARBAGE,
+            '{"command":1}': chanws.GARBAGE,
+            '["MARK_MEDIA"]': chanws.GARBAGE,
+            "MARK_MEDIA a/b": chanws.BAD_VALUE,
+            '{"command":"MARK_MEDIA","correlation_id":5}': chanws.BAD_VALUE,
+        }
+        for text, code in cases.items():
+            error = self.assertRaises(chanws.ChanWsError, chanws.decodeCommand, text)
+            self.assertEqual(error.code, code, text)
+        error = self.assertRaises(chanws.ChanWsError, chanws.decodeCommand, b"\xff\xfe")
+        self.assertEqual(error.code, chanws.GARBAGE)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.one_of(st.text(max_size=140), st.binary(max_size=140)))
+    def test_fuzz(self, text: str | bytes) -> None:
+        try:
+            chanws.decodeCommand(text)
+        except chanws.ChanWsError:
+            pass

@@ -552,6 +552,94 @@ def encodeSetMediaDirection(direction: str, fmt: ControlFormat = ControlFormat.J
     return '{"command":"SET_MEDIA_DIRECTION","direction":"' + direction + '"}'
 
 
+@dataclass(frozen=True, slots=True)
+class CommandMessage:
+    """
+    A command as Asterisk reads it (the simulator's side).
+
+    @ivar correlationId: for L{CORRELATED} commands, the id if one was
+        given (plain text: the word after the name).
+    """
+
+    command: Command
+    correlationId: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetMediaDirection:
+    """
+    C{SET_MEDIA_DIRECTION} (JSON control format only).
+    """
+
+    direction: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownCommand:
+    """
+    A well-formed command of a name Asterisk does not know (it only logs
+    these).
+    """
+
+    name: str
+    raw: str
+
+
+AnyCommand = CommandMessage | SetMediaDirection | UnknownCommand
+
+_COMMANDS: Final[Mapping[str, Command]] = MappingProxyType({c.value: c for c in Command})
+
+
+def decodeCommand(text: str | bytes) -> AnyCommand:
+    """
+    Parse one TEXT message from the app as Asterisk would (simulator and
+    tests): plain text C{NAME[ <correlation id>]} or JSON
+    C{{"command": NAME, ...}}.
+
+    @raise ChanWsError: longer than L{MAX_COMMAND_BYTES} (L{TOO_LARGE}:
+        Asterisk ignores it), not a command (L{GARBAGE}), a bad correlation
+        id or direction (L{BAD_VALUE}), or C{SET_MEDIA_DIRECTION} in plain
+        text (L{UNSUPPORTED}: Asterisk answers C{ERROR}).
+    """
+    raw = text if isinstance(text, bytes) else text.encode("utf-8")
+    if len(raw) > MAX_COMMAND_BYTES:
+        raise ChanWsError(TOO_LARGE, f"command of {len(raw)} bytes exceeds {MAX_COMMAND_BYTES}")
+    try:
+        line = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ChanWsError(GARBAGE, "command is not valid UTF-8") from None
+    correlationId: str | None
+    if line.startswith("{"):
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError):
+            raise ChanWsError(GARBAGE, "Unable to parse JSON command") from None
+        if type(obj) is not dict or type(obj.get("command")) is not str:
+            raise ChanWsError(GARBAGE, "JSON command has no command name")
+        name = obj["command"]
+        if name == "SET_MEDIA_DIRECTION":
+            direction = obj.get("direction")
+            if direction not in DIRECTIONS:
+                raise ChanWsError(BAD_VALUE, "bad media direction")
+            return SetMediaDirection(direction)
+        correlationId = _str(obj, "correlation_id")
+    else:
+        name, _, rest = line.partition(" ")
+        if not _NAME.fullmatch(name):
+            raise ChanWsError(GARBAGE, f"not a command: {line[:40]!r}")
+        if name == "SET_MEDIA_DIRECTION":
+            raise ChanWsError(UNSUPPORTED, "SET_MEDIA_DIRECTION needs the JSON control format")
+        correlationId = rest.strip() or None
+    command = _COMMANDS.get(name)
+    if command is None:
+        return UnknownCommand(name, line)
+    if correlationId is not None and command in CORRELATED:
+        if not _CORRELATION_ID.fullmatch(correlationId):
+            raise ChanWsError(BAD_VALUE, f"bad correlation id {correlationId[:32]!r}")
+        return CommandMessage(command, correlationId)
+    return CommandMessage(command)
+
+
 def encodeEvent(event: Event, fmt: ControlFormat) -> str:
     """
     An event as Asterisk would send it (simulator and tests).

@@ -21,11 +21,14 @@ from ..twilio._codec import (
     ProtocolError,
     Unknown,
     decodeEvent,
+    dtmfDigit,
     dtmfDigits,
     dumps,
+    loadObject,
     optionalInt,
     optionalObject,
     optionalStr,
+    requireStr,
     splitMediaType,
 )
 
@@ -234,3 +237,98 @@ def encodeNotify(payload: Mapping[str, Any]) -> str:
     @param payload: a JSON-serialisable object.
     """
     return dumps({"action": "notify", "payload": payload})
+
+
+# ---------------------------------------------------------------------------
+# The simulator's side: Vonage → server events, server → Vonage commands
+# ---------------------------------------------------------------------------
+
+
+def encodeConnected(contentType: str, headers: Mapping[str, Any]) -> str:
+    """
+    C{websocket:connected} as Vonage sends it: the NCCO endpoint's
+    C{headers} flattened into top-level keys next to C{content-type}.
+    """
+    obj: dict[str, Any] = {"event": "websocket:connected", "content-type": contentType}
+    for name, value in headers.items():
+        if name not in obj:
+            obj[name] = value
+    return dumps(obj)
+
+
+def encodeDtmf(digit: str, duration: int | None = None) -> str:
+    """
+    C{websocket:dtmf}: one key press, C{duration} in milliseconds.
+
+    @raise ProtocolError: not exactly one DTMF symbol (L{BAD_VALUE}).
+    """
+    obj: dict[str, Any] = {"event": "websocket:dtmf", "digit": dtmfDigit(digit, "digit")}
+    if duration is not None:
+        obj["duration"] = duration
+    return dumps(obj)
+
+
+_CLEARED_EVENT: Final = '{"event":"websocket:cleared"}'
+
+
+def encodeCleared() -> str:
+    """
+    C{websocket:cleared}: Vonage's acknowledgement of a C{clear}.
+    """
+    return _CLEARED_EVENT
+
+
+def encodeNotified(payload: Any) -> str:
+    """
+    C{websocket:notify}: the echo of a C{notify} command's payload, once
+    the audio queued before it has played.
+    """
+    return dumps({"event": "websocket:notify", "payload": payload})
+
+
+@dataclass(frozen=True, slots=True)
+class ClearCommand:
+    """
+    C{{"action":"clear"}}: stop playback and discard the buffer.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyCommand:
+    """
+    C{{"action":"notify","payload":...}}: echo C{payload} once the audio
+    sent before it has played.
+    """
+
+    payload: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownCommand:
+    """
+    A well-formed command with an C{action} this codec does not know.
+    """
+
+    action: str
+    raw: Mapping[str, Any]
+
+
+Command = ClearCommand | NotifyCommand | UnknownCommand
+
+_CLEAR_COMMAND: Final = ClearCommand()
+
+
+def decodeCommand(text: str | bytes, maxSize: int = MAX_MESSAGE_SIZE) -> Command:
+    """
+    Decode one server → Vonage text message (the simulator's side).
+
+    @raise ProtocolError: oversized, not JSON, not an object, or no string
+        C{action}.
+    """
+    obj = loadObject(text, maxSize)
+    action = requireStr(obj, "action", "action")
+    if action == "clear":
+        return _CLEAR_COMMAND
+    if action == "notify":
+        return NotifyCommand(obj.get("payload"))
+    return UnknownCommand(action, MappingProxyType(obj))
