@@ -511,6 +511,19 @@ class SQLiteStoreTests(ContextStoreContract, TestCase):
         self.assertEqual(columns, list(_ops._CONTEXT_COLUMNS))
         self.assertEqual(db.execute("SELECT version FROM schema_migrations").fetchall(), [(1,)])
 
+    async def test_migrationsRace(self) -> None:
+        """
+        Stores opening one new file at once apply each migration once.
+        """
+        path = self.mktemp()
+        stores = [SQLiteContextStore(_reactor(), path, clock=self.clock) for _ in range(3)]
+        for s in stores:
+            self.addCleanup(s.close)
+        await defer.gatherResults([s.start() for s in stores])
+        db = sqlite3.connect(path)
+        self.addCleanup(db.close)
+        self.assertEqual(db.execute("SELECT version FROM schema_migrations").fetchall(), [(1,)])
+
     async def test_worksOffTheReactorThread(self) -> None:
         seen = []
 
