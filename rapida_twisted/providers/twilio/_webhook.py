@@ -10,9 +10,12 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
+from functools import partial
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from xml.sax.saxutils import quoteattr
 
+from ...assistants import AssistantRegistry
 from ...config import AssistantConfig
 from ...store._model import CallContext
 from .._base import (
@@ -24,6 +27,7 @@ from .._base import (
     WebhookRequest,
     required,
 )
+from ._media import TwilioMediaAdapter
 
 _FAILED = frozenset({"failed", "busy", "no-answer", "canceled", "cancelled"})
 
@@ -92,6 +96,22 @@ class TwilioProvider(BaseProvider):
         "completed": BaseProvider.terminalRank,
         **{s: BaseProvider.terminalRank for s in _FAILED},
     }
+
+    #: the HTTP client for Twilio's REST API (treq's C{HTTPClient}
+    #: interface); None: one on the gateway's reactor, made when needed
+    httpClient: Any = None
+    #: the assistants media streams are connected to (None: built from
+    #: the configuration on first use)
+    assistants: AssistantRegistry | None = None
+
+    def mediaAdapter(self) -> Any:
+        """
+        The factory of L{TwilioMediaAdapter}s:
+        C{factory(channel, context, gateway, request)}.
+        """
+        if self.assistants is None:
+            self.assistants = AssistantRegistry(self.config)
+        return partial(TwilioMediaAdapter, assistants=self.assistants, http=self.httpClient)
 
     @property
     def authToken(self) -> str:
