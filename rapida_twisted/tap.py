@@ -234,7 +234,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     _warnings(options, config)
     top = service.MultiService()
     store = storeFromURL(reactor, options["database"], ttl=options["context-ttl"])
-    StoreService(store).setServiceParent(top)
+    StoreService(store, clock=reactor).setServiceParent(top)
     ContextExpiryService(
         store, reactor, interval=min(10.0, options["context-ttl"] / 4)
     ).setServiceParent(top)
