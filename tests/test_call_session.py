@@ -617,6 +617,27 @@ class OutboundTests(Base):
         self.assertEqual(assistant.session.completed, ["A"])
         self.assertEqual(self.events("mark"), [("gateway", "mark", {"name": "A"})])
 
+    def test_reentrant_completion(self) -> None:
+        """
+        An assistant that plays from inside playbackCompleted (reported
+        while the queue drains) gets its audio sent once, in order.
+        """
+        transport = FakeTransport(supportsMarks=False)
+        session, _, assistant = self.session(transport, maxLead=0.1)
+
+        def again(responseId: str) -> None:
+            if responseId == "empty":
+                session.play("next", canonicalTone(0.2))
+                session.completeResponse("next")
+
+        assistant.session.onCompleted = again
+        session.completeResponse("empty")
+        self.assertEqual(assistant.session.completed, ["empty"])
+        self.assertEqual(len(transport.frames()), 5)
+        self.clock.pump([0.02] * 30)
+        self.assertEqual(len(transport.frames()), 10)
+        self.assertEqual(assistant.session.completed, ["empty", "next"])
+
     def test_dtmf_out_and_transfer(self) -> None:
         session, transport, _ = self.session()
         session.sendDtmf("12")

@@ -16,6 +16,7 @@ from xml.etree import ElementTree
 
 import numpy as np
 from treq.testing import StubTreq
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -452,6 +453,50 @@ class EchoCallTests(Base):
         stream.start(token)
         self.assertEqual(stream.closeCode, 4410)
         self.assertIn("expired", stream.closeReason)
+
+    def slowClaim(self) -> list[Deferred[Any]]:
+        """
+        Make the store's claim wait until the test fires it.
+        """
+        waiting: list[Deferred[Any]] = []
+        claim = self.h.store.claim
+
+        def slow(contextId: str) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            waiting.append(d)
+            d.addCallback(lambda _: claim(contextId))
+            return d
+
+        self.h.store.claim = slow  # type: ignore[method-assign, assignment]
+        return waiting
+
+    def test_messages_during_claim(self) -> None:
+        """
+        What arrives while the claim is on its way is handled, in order,
+        once it is done.
+        """
+        waiting = self.slowClaim()
+        contextId, stream = self.started()
+        stream.media(b"\x00" * 160)
+        stream.dtmf("4")
+        stream.stop()
+        self.assertEqual(stream.events("media"), [])
+        waiting.pop().callback(None)
+        stream.read()
+        self.assertEqual(len(stream.events("media")), 1)
+        self.assertEqual(self.events(contextId, "dtmf"), [("provider", "dtmf", {"digit": "4"})])
+        self.assertEqual(self.context(contextId).status, "completed")
+        self.assertEqual(stream.closeCode, 1000)
+
+    def test_closed_during_claim(self) -> None:
+        waiting = self.slowClaim()
+        contextId, stream = self.started()
+        stream.disconnect()
+        waiting.pop().callback(None)
+        self.assertEqual(self.context(contextId).status, "completed")
+        self.assertEqual(
+            [kind for _, kind, _ in self.events(contextId)], ["webhook", "claimed", "ended"]
+        )
 
     def test_wrong_token(self) -> None:
         contextId, path, token = self.call()

@@ -724,9 +724,18 @@ class CallSession:
                 playout += step
             else:
                 out.popleft()
-                self._playoutEnd = playout
                 assert type(item) is _Marker
+                self._outFrames -= sent
+                self.stats.framesOut += sent
+                sent = 0
+                self._playoutEnd = playout
                 self._reached(item, playout)
+                # the assistant may have played, cleared or hung up meanwhile
+                if self._resume is not None or self._state is not _RUNNING:
+                    return
+                playout = self._playoutEnd
+                if playout < now:
+                    playout = now
         self._outFrames -= sent
         self.stats.framesOut += sent
         self._playoutEnd = playout

@@ -207,7 +207,10 @@ class TwilioMediaAdapter:
             if type(message) is Unknown:
                 self._unknown(message)
             elif type(message) is not Connected:
-                self._held.append(message)
+                held = self._held
+                if len(held) == held.maxlen:
+                    self._gateway.metrics.framesDropped.labels("inbound").inc()
+                held.append(message)
         else:
             self._beforeStart(message)
 
