@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -776,3 +778,79 @@ class StoreTests(Base):
         self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
         self.assertEqual(self.events("status"), [("gateway", "status", {"n": 1})])
         self.successResultOf(log.flushed())
+
+
+_OPS = st.one_of(
+    st.tuples(st.just("play"), st.sampled_from("ABCD"), st.integers(0, 900)),
+    st.tuples(st.just("complete"), st.sampled_from("ABCD"), st.just(0)),
+    st.tuples(st.just("mark"), st.just(""), st.just(0)),
+    st.tuples(st.just("clear"), st.just(""), st.just(0)),
+    st.tuples(st.just("ack"), st.just(""), st.integers(0, 3)),
+    st.tuples(st.just("wait"), st.just(""), st.integers(1, 30)),
+)
+
+
+class PropertyTests(SynchronousTestCase):
+    """
+    Random sequences of assistant and provider actions keep the session's
+    promises.
+    """
+
+    def check(self, ops: list[tuple[str, str, int]], transport: FakeTransport) -> None:
+        clock = Clock()
+        store = MemoryContextStore(clock)
+        gateway = Gateway(clock, store, parseConfig(""), PublicURLs("gw.example.com"))
+        context = self.successResultOf(store.create("twilio", "fake")).context
+        assistant = FakeAssistant()
+        session = CallSession(clock, gateway, context, transport, assistant, maxOutput=2.0)
+        session.start()
+        firstSeen: dict[str, int] = {}
+        forbidden: set[str] = set()
+        queued: set[str] = set()
+        marks = 0
+        done = assistant.session.completed
+        for op, rid, n in ops:
+            if op == "play":
+                session.play(rid, tone(440, n / 16000, 16000) + (b"\x01" if n % 7 == 0 else b""))
+            elif op == "complete":
+                session.completeResponse(rid)
+            elif op == "mark":
+                marks += 1
+                rid = f"mark{marks}"
+                session.mark(rid)
+            elif op == "clear":
+                forbidden |= queued - set(done)
+                session.clear()
+            elif op == "ack":
+                names = transport.marks()
+                if names:
+                    session.markAcknowledged(names[min(n, len(names) - 1)])
+            else:
+                clock.advance(n * 0.02)
+            if op in ("play", "complete", "mark") and rid not in firstSeen:
+                firstSeen[rid] = len(firstSeen)
+                queued.add(rid)
+        clock.advance(5)
+        for name in transport.marks():
+            session.markAcknowledged(name)
+        self.assertEqual(len(done), len(set(done)), done)
+        self.assertFalse(forbidden & set(done), (forbidden, done))
+        responses = [r for r in done if not r.startswith("mark")]
+        self.assertEqual(responses, sorted(responses, key=firstSeen.__getitem__))
+        self.assertEqual({len(f) for f in transport.frames()} - {160}, set())
+        session.ended("done")
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(_OPS, max_size=40))
+    def test_marks_transport(self, ops: list[tuple[str, str, int]]) -> None:
+        self.check(ops, FakeTransport())
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(_OPS, max_size=40))
+    def test_buffering_transport(self, ops: list[tuple[str, str, int]]) -> None:
+        self.check(ops, FakeTransport(supportsMarks=False))
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(_OPS, max_size=40))
+    def test_paced_transport(self, ops: list[tuple[str, str, int]]) -> None:
+        self.check(ops, FakeTransport(paced=True, supportsMarks=False))

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
@@ -33,6 +35,7 @@ from rapida_twisted.interfaces import (
     ICallControl,
     ICallTransport,
     IMediaAdapter,
+    IMediaChannel,
 )
 from rapida_twisted.media.analysis import correlation, speechLike, tone
 from rapida_twisted.media.g711 import ulawDecode, ulawEncode
@@ -672,3 +675,91 @@ class NoCredentialsHangupTests(Base):
         ((_, _, payload),) = self.events(contextId, "error")
         self.assertIn("not available yet", payload["message"])
         self.assertEqual(len(self.flushLoggedErrors()), 1)
+
+
+@implementer(IMediaChannel)
+class FakeChannel:
+    """
+    An in-memory IMediaChannel.
+    """
+
+    peer = "test"
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.closes: list[tuple[int, str]] = []
+
+    def sendText(self, text: str) -> None:
+        self.texts.append(text)
+
+    def sendBinary(self, data: bytes) -> None:
+        raise AssertionError("Twilio streams are text only")
+
+    def close(self, code: int, reason: str) -> None:
+        self.closes.append((code, reason))
+
+    def pauseReading(self) -> None:
+        pass
+
+    def resumeReading(self) -> None:
+        pass
+
+
+verifyObject(IMediaChannel, FakeChannel())
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+_MESSAGES = st.one_of(
+    st.binary(max_size=40).map(lambda b: (b, True)),
+    st.binary(max_size=40).map(lambda b: (b, False)),
+    st.builds(
+        lambda event, body: (json.dumps({"event": event, **body}).encode(), False),
+        st.sampled_from(["connected", "start", "media", "mark", "dtmf", "stop", "other"]),
+        st.dictionaries(
+            st.sampled_from(["start", "media", "mark", "dtmf", "stop", "streamSid"]), _JSON, max_size=3
+        ),
+    ),
+)
+
+
+class AdapterFuzzTests(SynchronousTestCase):
+    """
+    Whatever arrives, nothing raises out of the adapter and it only ever
+    closes with a documented code.
+    """
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(_MESSAGES, max_size=12), st.booleans())
+    def test_never_raises(self, messages: list[tuple[bytes, bool]], started: bool) -> None:
+        h = Harness()
+        new = self.successResultOf(h.store.create("twilio", "echo"))
+        channel = FakeChannel()
+        provider = h.gateway.providers["twilio"]
+        factory = provider.mediaAdapter()
+        adapter = factory(channel, new.context, h.gateway, None)
+        adapter.opened()
+        if started:
+            start = {
+                "event": "start",
+                "streamSid": "MZ1",
+                "start": {"streamSid": "MZ1", "customParameters": {"token": new.token}},
+            }
+            adapter.messageReceived(json.dumps(start).encode(), False)
+            self.assertEqual(channel.closes, [])
+        for payload, isBinary in messages:
+            adapter.messageReceived(payload, isBinary)
+        adapter.closed(1000, "")
+        h.clock.advance(START_TIMEOUT + 1)
+        self.assertLessEqual(len(channel.closes), 1)
+        self.assertEqual({code for code, _ in channel.closes} - {1000, 4400, 4403}, set())
+        context = self.successResultOf(h.store.get(new.context.context_id))
+        if not started:
+            self.assertEqual(context.status, "pending")
+        elif channel.closes and channel.closes[0][0] == 4400:
+            self.assertEqual(context.status, "failed")
+        else:
+            self.assertEqual(context.status, "completed")
