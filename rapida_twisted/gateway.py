@@ -14,9 +14,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from .assistants import AssistantRegistry
 from .asterisk._webhook import AsteriskProvider
 from .config import GatewayConfig
 from .interfaces import IContextStore
+from .media import PacerGroup
 from .metrics import Metrics
 from .providers._base import BaseProvider, PublicURLs
 from .providers.exotel._webhook import ExotelProvider
@@ -40,6 +42,11 @@ class Gateway:
 
     @ivar clock: the reactor's time, for every timer and timestamp.
     @ivar store: the L{IContextStore}.
+    @ivar assistants: the one L{AssistantRegistry} every transport uses.
+    @ivar pacers: the one L{PacerGroup} pacing every real-time transport
+        (one timer for all calls instead of one per call).
+    @ivar httpClient: treq C{HTTPClient} for providers' REST APIs (None
+        until L{http} first makes one on the reactor).
     """
 
     _log = Logger()
@@ -52,6 +59,8 @@ class Gateway:
         urls: PublicURLs,
         metrics: Metrics | None = None,
         storeTimeout: float = 5.0,
+        assistants: AssistantRegistry | None = None,
+        httpClient: Any = None,
     ):
         self.clock = clock
         self.store = store
@@ -59,9 +68,25 @@ class Gateway:
         self.urls = urls
         self.metrics = metrics if metrics is not None else Metrics()
         self.storeTimeout = storeTimeout
+        self.assistants = assistants if assistants is not None else AssistantRegistry(config)
+        self.pacers = PacerGroup(clock)
+        self.httpClient = httpClient
         self.providers: Mapping[str, BaseProvider] = {
             cls.name: cls(config, urls) for cls in PROVIDERS
         }
+
+    def http(self) -> Any:
+        """
+        The HTTP client for REST calls to providers (made on first use).
+        """
+        if self.httpClient is None:
+            from treq.client import HTTPClient
+            from twisted.web.client import Agent, HTTPConnectionPool
+
+            pool = HTTPConnectionPool(self.clock)
+            pool.maxPersistentPerHost = 4
+            self.httpClient = HTTPClient(Agent(self.clock, pool=pool))
+        return self.httpClient
 
     async def storeOp(self, name: str, op: Callable[..., Deferred[T]], *args: Any, **kw: Any) -> T:
         """

@@ -239,6 +239,13 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         store, reactor, interval=min(10.0, options["context-ttl"] / 4)
     ).setServiceParent(top)
     gateway = Gateway(reactor, store, config, urls)
+    unavailable = gateway.assistants.unavailable()
+    if unavailable:
+        _log.warn(
+            "assistants {assistants} are of a kind this gateway cannot run yet; their calls "
+            "will be refused",
+            assistants=", ".join(unavailable),
+        )
     top.gateway = gateway  # type: ignore[attr-defined]
     site = buildSite(gateway, reactor)
     web = strports.service(options["http"], site, reactor=reactor)

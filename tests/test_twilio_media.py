@@ -299,12 +299,12 @@ class Base(SynchronousTestCase):
         assert isinstance(provider, TwilioProvider)
         self.provider = provider
         self.speaker = Speaker(AssistantConfig(id="speaker"))
-        self.provider.assistants = AssistantRegistry(
+        self.h.gateway.assistants = AssistantRegistry(
             self.h.config, {"python": lambda config: self.speaker}
         )
         self.rest = TwilioREST()
         self.stub = StubTreq(self.rest)
-        self.provider.httpClient = self.stub
+        self.h.gateway.httpClient = self.stub
 
     def call(self, assistant: str = "echo") -> tuple[str, str, str]:
         """
@@ -669,7 +669,7 @@ class NoCredentialsHangupTests(Base):
         """
         An assistant kind that cannot run yet: error event, the call ends.
         """
-        self.provider.assistants = AssistantRegistry(self.h.config)
+        self.h.gateway.assistants = AssistantRegistry(self.h.config)
         contextId, stream = self.started("speaker")
         self.assertEqual(stream.closeCode, 1000)
         ((_, _, payload),) = self.events(contextId, "error")

@@ -27,6 +27,8 @@ CLOSE_UNKNOWN = 4404
 CLOSE_CLAIMED = 4409
 CLOSE_EXPIRED = 4410
 CLOSE_NO_ADAPTER = 4501
+#: Autobahn only sends 1000 or 3000-4999: our "internal error"
+CLOSE_INTERNAL = 4500
 
 #: a media message never needs more (chan_websocket frames are < 64 KiB)
 MAX_MESSAGE = 128 * 1024
@@ -68,7 +70,7 @@ class MediaStreamProtocol(WebSocketServerProtocol):
             self._log.failure(
                 "media adapter failed to open for {context_id}", context_id=self.context.context_id
             )
-            self.close(1011, "internal error")
+            self.close(CLOSE_INTERNAL, "internal error")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.adapter is None:
@@ -80,7 +82,7 @@ class MediaStreamProtocol(WebSocketServerProtocol):
                 "media adapter failed on a message of {context_id}",
                 context_id=self.context.context_id,
             )
-            self.close(1011, "internal error")
+            self.close(CLOSE_INTERNAL, "internal error")
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         adapter, self.adapter = self.adapter, None
@@ -107,7 +109,9 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         if self._closing:
             return
         self._closing = True
-        self.sendClose(code, reason[:120])
+        # a close frame's reason is at most 123 bytes of UTF-8
+        data = reason.encode("utf-8")[:123]
+        self.sendClose(code, data.decode("utf-8", "ignore"))
 
     def pauseReading(self) -> None:
         if self.transport is not None:

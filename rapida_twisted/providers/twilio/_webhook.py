@@ -10,12 +10,10 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
-from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from xml.sax.saxutils import quoteattr
 
-from ...assistants import AssistantRegistry
 from ...config import AssistantConfig
 from ...store._model import CallContext
 from .._base import (
@@ -97,21 +95,19 @@ class TwilioProvider(BaseProvider):
         **{s: BaseProvider.terminalRank for s in _FAILED},
     }
 
-    #: the HTTP client for Twilio's REST API (treq's C{HTTPClient}
-    #: interface); None: one on the gateway's reactor, made when needed
-    httpClient: Any = None
-    #: the assistants media streams are connected to (None: built from
-    #: the configuration on first use)
-    assistants: AssistantRegistry | None = None
-
     def mediaAdapter(self) -> Any:
         """
         The factory of L{TwilioMediaAdapter}s:
-        C{factory(channel, context, gateway, request)}.
+        C{factory(channel, context, gateway, request)}; the assistants and
+        the REST client are the gateway's.
         """
-        if self.assistants is None:
-            self.assistants = AssistantRegistry(self.config)
-        return partial(TwilioMediaAdapter, assistants=self.assistants, http=self.httpClient)
+
+        def build(channel: Any, context: Any, gateway: Any, request: Any) -> TwilioMediaAdapter:
+            return TwilioMediaAdapter(
+                channel, context, gateway, request, assistants=gateway.assistants, http=gateway.http()
+            )
+
+        return build
 
     @property
     def authToken(self) -> str:
