@@ -16,23 +16,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..twilio._codec import (
+from .._json import (
     BAD_VALUE,
     MISSING_FIELD,
-    Connected,
-    Dtmf,
-    Mark,
-    Media,
     ProtocolError,
     Unknown,
     base64Text,
-    connectedMessage,
     decodeEvent,
     dtmfDigit,
-    dtmfMessage,
     dumps,
-    markMessage,
-    mediaMessage,
     optionalInt,
     optionalObject,
     optionalStr,
@@ -40,6 +32,16 @@ from ..twilio._codec import (
     requireObject,
     splitMediaType,
     stringMap,
+)
+from ..twilio._codec import (
+    Connected,
+    Dtmf,
+    Mark,
+    Media,
+    connectedMessage,
+    dtmfMessage,
+    markMessage,
+    mediaMessage,
 )
 
 __all__ = [

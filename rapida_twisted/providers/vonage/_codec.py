@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
-from ..twilio._codec import (
+from .._json import (
     BAD_AUDIO,
     BAD_VALUE,
     MISSING_FIELD,
