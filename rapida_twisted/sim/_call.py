@@ -1,0 +1,85 @@
+# -*- test-case-name: tests.test_sim -*-
+"""
+One simulated call from webhook to hang-up (base class of the transports).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+from twisted.internet import defer
+
+from ._audio import PreparedAudio, WireFormat
+from ._base import CallOptions, CallResult, MediaStream, SimError
+from ._net import Environment
+
+__all__ = ["SimCall"]
+
+#: Seconds a call may run past its planned length before it is given up.
+GRACE_SECONDS = 30.0
+
+
+class SimCall:
+    """
+    A provider placing one call to the gateway: the webhook, the media
+    connection, the stream until hang-up.
+
+    Subclasses set L{transport} and implement L{wireFormat} and L{connect}.
+    """
+
+    transport: ClassVar[str] = ""
+
+    def __init__(self, env: Environment, options: CallOptions, audio: PreparedAudio) -> None:
+        """
+        @param audio: prepared in L{wireFormat}C{(options)}.
+        @raise ValueError: C{audio} is in another wire format.
+        """
+        if audio.format != self.wireFormat(options):
+            raise ValueError(
+                f"{self.transport} sends {self.wireFormat(options)}, not {audio.format}"
+            )
+        self.env = env
+        self.options = options
+        self.audio = audio
+
+    @classmethod
+    def wireFormat(cls, options: CallOptions) -> WireFormat:
+        """
+        The format this transport sends with these options.
+        """
+        raise NotImplementedError
+
+    async def connect(self, result: CallResult) -> MediaStream:
+        """
+        Do the webhook and open the media connection; set
+        C{result.contextId} and C{result.stream} as soon as known.
+
+        @raise SimError: the call could not be set up.
+        """
+        raise NotImplementedError
+
+    async def run(self) -> CallResult:
+        """
+        Place the call and wait until it has ended.
+        """
+        result = CallResult(self.transport)
+        clock = self.env.clock
+        started = clock.seconds()
+        try:
+            stream = await self.connect(result)
+        except SimError as e:
+            result.failure = str(e)
+            return result
+        result.webhookSeconds = clock.seconds() - started
+        limit = stream.totalFrames * 0.020 + GRACE_SECONDS
+        done = stream.done
+        done.addTimeout(limit, clock)
+        try:
+            await done
+        except defer.TimeoutError:
+            stream.fail(f"call did not end within {math.ceil(limit)} s")
+            if stream.channel is not None:
+                stream.channel.close(1000, "")
+        result.failure = stream.failure
+        return result
