@@ -6,13 +6,18 @@ task.Clock, driven in memory through StubTreq and raw HTTP bytes.
 from __future__ import annotations
 
 import base64
+import json
 import os
+import struct
 from typing import Any
 
+import numpy as np
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from rapida_twisted.config import GatewayConfig, parseConfig
 from rapida_twisted.gateway import Gateway
@@ -92,3 +97,108 @@ def upgradeRequest(path: str, headers: dict[str, str] | None = None) -> bytes:
 
 def statusLine(transport: StringTransport) -> str:
     return transport.value().split(b"\r\n", 1)[0].decode()
+
+
+# --- a tiny WebSocket client side ------------------------------------------------
+
+
+def clientFrame(payload: bytes, opcode: int = 1) -> bytes:
+    """
+    One masked client → server frame (opcode 1 text, 2 binary, 8 close).
+    """
+    mask = b"\x11\x22\x33\x44"
+    n = len(payload)
+    if n < 126:
+        header = bytes([0x80 | opcode, 0x80 | n])
+    elif n < 65536:
+        header = bytes([0x80 | opcode, 0x80 | 126]) + struct.pack("!H", n)
+    else:
+        header = bytes([0x80 | opcode, 0x80 | 127]) + struct.pack("!Q", n)
+    data = np.frombuffer(payload, np.uint8)
+    keys = np.resize(np.frombuffer(mask, np.uint8), n)
+    return header + mask + (data ^ keys).tobytes()
+
+
+def serverFrames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """
+    Parse unmasked server → client frames; returns them and what is left.
+    """
+    frames = []
+    while len(data) >= 2:
+        opcode, n = data[0] & 0x0F, data[1] & 0x7F
+        offset = 2
+        if n == 126:
+            if len(data) < 4:
+                break
+            n, offset = struct.unpack("!H", data[2:4])[0], 4
+        elif n == 127:
+            if len(data) < 10:
+                break
+            n, offset = struct.unpack("!Q", data[2:10])[0], 10
+        if len(data) < offset + n:
+            break
+        frames.append((opcode, data[offset : offset + n]))
+        data = data[offset + n :]
+    return frames, data
+
+
+class StreamClient:
+    """
+    The provider's end of one media WebSocket, in memory: C{status} of the
+    upgrade, server text messages decoded as JSON in C{messages}, binary
+    ones in C{binary}, and the close frame's C{closeCode}/C{closeReason}.
+    """
+
+    def __init__(
+        self, harness: Harness, path: str, headers: dict[str, str] | None = None, peer: str = "127.0.0.1"
+    ):
+        self.harness = harness
+        _, transport = harness.raw(upgradeRequest(path, headers), peer)
+        self.transport: Any = transport
+        self.status = statusLine(self.transport)
+        raw = self.transport.value()
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        self.head = head
+        self._pending = rest if self.status.startswith("HTTP/1.1 101") else b""
+        self.transport.clear()
+        self.messages: list[dict[str, Any]] = []
+        self.binary: list[bytes] = []
+        self.closeCode: int | None = None
+        self.closeReason = ""
+        self._read()
+
+    @property
+    def adapter(self) -> Any:
+        return self.transport.protocol.adapter
+
+    def _read(self) -> None:
+        self._pending += self.transport.value()
+        self.transport.clear()
+        frames, self._pending = serverFrames(self._pending)
+        for opcode, payload in frames:
+            if opcode == 1:
+                self.messages.append(json.loads(payload))
+            elif opcode == 2:
+                self.binary.append(payload)
+            elif opcode == 8:
+                self.closeCode = struct.unpack("!H", payload[:2])[0] if payload else None
+                self.closeReason = payload[2:].decode()
+
+    def send(self, message: dict[str, Any] | str | bytes, binary: bool = False) -> None:
+        if isinstance(message, dict):
+            message = json.dumps(message)
+        if isinstance(message, str):
+            message = message.encode()
+        self.transport.protocol.dataReceived(clientFrame(message, 2 if binary else 1))
+        self._read()
+
+    def read(self) -> list[dict[str, Any]]:
+        self._read()
+        return self.messages
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        self._read()
+        return [m for m in self.messages if m.get("event") == name]
+
+    def disconnect(self) -> None:
+        self.transport.protocol.connectionLost(Failure(ConnectionDone()))
