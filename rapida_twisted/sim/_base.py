@@ -224,14 +224,15 @@ class MediaStream:
                 self.counters["dtmf"] += 1
         self.ticked(now, owed)
 
-    def hangup(self) -> None:
+    def hangup(self, by: str = "caller") -> None:
         """
-        The caller hangs up (idempotent).
+        End the call from our side (idempotent): the caller hangs up, or,
+        C{by="gateway"}, the gateway asked us to.
         """
         if self._hungUp or self._closed:
             return
         self._hungUp = True
-        self.endedBy = "caller"
+        self.endedBy = by
         self._leaveTicker()
         self.goodbye()
 

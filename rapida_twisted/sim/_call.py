@@ -42,6 +42,7 @@ class SimCall:
         self.env = env
         self.options = options
         self.audio = audio
+        self.result = CallResult(self.transport)
 
     @classmethod
     def wireFormat(cls, options: CallOptions) -> WireFormat:
@@ -61,9 +62,9 @@ class SimCall:
 
     async def run(self) -> CallResult:
         """
-        Place the call and wait until it has ended.
+        Place the call and wait until it has ended (once per instance).
         """
-        result = CallResult(self.transport)
+        result = self.result
         clock = self.env.clock
         started = clock.seconds()
         try:
