@@ -12,6 +12,7 @@ import binascii
 import hmac
 import ipaddress
 import json
+from typing import Any
 from urllib.parse import urlencode
 
 from ...config import AssistantConfig
@@ -25,6 +26,7 @@ from .._base import (
     WebhookRequest,
     required,
 )
+from ._media import ExotelMediaAdapter
 
 _FAILED = frozenset({"failed", "busy", "no-answer", "canceled", "cancelled"})
 
@@ -95,8 +97,27 @@ class ExotelProvider(BaseProvider):
             metadata={k: fields[k] for k in ("CustomField", "flow_id") if k in fields},
         )
 
+    def mediaAdapter(self) -> Any:
+        """
+        The factory of L{ExotelMediaAdapter}s:
+        C{factory(channel, context, gateway, request)}; the minimum chunk
+        is C{[providers.exotel] chunk_ms} when the configuration has it.
+        """
+
+        def build(channel: Any, context: Any, gateway: Any, request: Any) -> ExotelMediaAdapter:
+            chunkMs = getattr(gateway.config.exotel, "chunk_ms", None) or None
+            return ExotelMediaAdapter(
+                channel, context, gateway, request, assistants=gateway.assistants, chunkMs=chunkMs
+            )
+
+        return build
+
     def answer(self, context: CallContext, token: str, assistant: AssistantConfig) -> Answer:
-        url = self.urls.mediaURL(self.name, context.context_id) + "?" + urlencode({"token": token})
+        query = {"token": token}
+        if assistant.sampleRate != 8000:
+            # ask for the assistant's rate (§3.1); start.media_format says what came
+            query["sample-rate"] = str(assistant.sampleRate)
+        url = self.urls.mediaURL(self.name, context.context_id) + "?" + urlencode(query)
         creds = self.config.exotel
         if creds.stream_username and url.startswith(("wss://", "ws://")):
             scheme, rest = url.split("://", 1)

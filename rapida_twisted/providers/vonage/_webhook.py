@@ -11,6 +11,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jwt
 
@@ -25,6 +26,7 @@ from .._base import (
     WebhookRequest,
     required,
 )
+from ._media import VonageMediaAdapter
 
 _FAILED = frozenset(
     {"failed", "busy", "timeout", "unanswered", "rejected", "cancelled", "canceled"}
@@ -96,6 +98,20 @@ class VonageProvider(BaseProvider):
             channel_uuid=fields.get("uuid", ""),
             metadata={k: fields[k] for k in ("conversation_uuid", "region_url") if k in fields},
         )
+
+    def mediaAdapter(self) -> Any:
+        """
+        The factory of L{VonageMediaAdapter}s:
+        C{factory(channel, context, gateway, request)}; the assistants and
+        the REST client are the gateway's.
+        """
+
+        def build(channel: Any, context: Any, gateway: Any, request: Any) -> VonageMediaAdapter:
+            return VonageMediaAdapter(
+                channel, context, gateway, request, assistants=gateway.assistants
+            )
+
+        return build
 
     def contentType(self, assistant: AssistantConfig) -> str:
         rate = 8000 if assistant.sampleRate == 8000 else 16000
