@@ -171,3 +171,39 @@ def sipRequest(
         lines.append(f"Content-Type: {contentType}")
     lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def sdpOffer(
+    port: int = 30000,
+    address: str = "10.0.0.1",
+    formats: tuple[int, ...] = (0, 8, 101),
+    direction: str | None = None,
+    version: int = 1,
+    ptime: int | None = 20,
+) -> bytes:
+    """
+    An SDP offer with one audio stream of the given payload types.
+    """
+    names = {
+        0: "PCMU/8000",
+        8: "PCMA/8000",
+        9: "G722/8000",
+        18: "G729/8000",
+        101: "telephone-event/8000",
+    }
+    lines = [
+        "v=0",
+        f"o=alice 42 {version} IN IP4 {address}",
+        "s=-",
+        f"c=IN IP4 {address}",
+        "t=0 0",
+        f"m=audio {port} RTP/AVP {' '.join(map(str, formats))}",
+    ]
+    lines += [f"a=rtpmap:{pt} {names[pt]}" for pt in formats]
+    if 101 in formats:
+        lines.append("a=fmtp:101 0-16")
+    if ptime is not None:
+        lines.append(f"a=ptime:{ptime}")
+    if direction is not None:
+        lines.append(f"a={direction}")
+    return ("\r\n".join(lines) + "\r\n").encode()

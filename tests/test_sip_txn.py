@@ -183,7 +183,9 @@ class InviteServerTests(SynchronousTestCase):
     def test_shorterTimers(self) -> None:
         clock = Clock()
         wire = Wire(clock)
-        txn = InviteServerTransaction(clock, wire, self.invite, PEER, timers=TimerValues(0.1, 0.4, 1))
+        txn = InviteServerTransaction(
+            clock, wire, self.invite, PEER, timers=TimerValues(0.1, 0.4, 1)
+        )
         txn.respond(responseFor(self.invite, 200, toTag="x"))
         advance(clock, 7)
         self.assertEqual(txn.state, TERMINATED)

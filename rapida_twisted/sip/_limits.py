@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 from twisted.internet.interfaces import IReactorTime
 
-__all__ = ["AllowList", "RateLimiter", "TokenBucket"]
+__all__ = ["AllowList", "RateLimiter", "Throttle", "TokenBucket"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -153,3 +153,40 @@ class RateLimiter:
         bucket.lastLog = now
         dropped, bucket.dropped = bucket.dropped, 0
         return dropped
+
+
+class Throttle:
+    """
+    Rate-limits log events by key: L{due} says when to report again and
+    how many occurrences the report covers.
+
+    @param interval: seconds between two reports of one key.
+    @param maxKeys: keys remembered at most (all are forgotten beyond).
+    """
+
+    def __init__(self, clock: IReactorTime, interval: float = 10.0, maxKeys: int = 4096) -> None:
+        self._seconds = clock.seconds
+        self.interval = interval
+        self.maxKeys = maxKeys
+        self._keys: dict[object, list[float]] = {}
+
+    def due(self, key: object) -> int:
+        """
+        Count one occurrence of C{key}; when its last report is older than
+        C{interval}, return how many occurrences this report covers (the
+        count restarts), else 0.
+        """
+        now = self._seconds()
+        entry = self._keys.get(key)
+        if entry is None:
+            if len(self._keys) >= self.maxKeys:
+                self._keys.clear()
+            self._keys[key] = [now, 0.0]
+            return 1
+        entry[1] += 1
+        if now - entry[0] < self.interval:
+            return 0
+        count = int(entry[1])
+        entry[0] = now
+        entry[1] = 0.0
+        return count

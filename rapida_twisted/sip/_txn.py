@@ -248,7 +248,8 @@ class InviteServerTransaction(ServerTransaction):
         sendTrying: bool = True,
     ) -> None:
         super().__init__(clock, send, request, addr, timers, onTerminated)
-        self._onNoAck = onNoAck
+        #: called with the transaction when a 2xx got no ACK (settable)
+        self.onNoAck = onNoAck
         self.state = PROCEEDING
         self.acked = False
         if sendTrying:
@@ -293,7 +294,7 @@ class InviteServerTransaction(ServerTransaction):
                 call_id=self.request.get("Call-ID"),
                 timeout=self.timers.timeout,
             )
-            callback, self._onNoAck = self._onNoAck, None
+            callback, self.onNoAck = self.onNoAck, None
             self._goto(TERMINATED)
             if callback is not None:
                 callback(self)
