@@ -9,6 +9,7 @@ C{startService}. It is the one place that reaches the global reactor.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +30,13 @@ _PARAMETERS: tuple[tuple[str, str, str | None, str], ...] = (
     ("http", "RAPIDA_HTTP", "tcp:8080", "endpoint for webhooks and media WebSockets"),
     ("sip", "RAPIDA_SIP", "udp:5090", "SIP listener udp:PORT[:interface=ADDR], or none"),
     ("rtp-ports", "RAPIDA_RTP_PORTS", "10000-10999", "RTP port range (even ports, RTCP on +1)"),
+    (
+        "sip-advertise",
+        "RAPIDA_SIP_ADVERTISE",
+        None,
+        "IP address put in SIP Contact and SDP c= (behind NAT); default: the SIP interface,"
+        " or the local address that routes to the caller",
+    ),
     ("audiosocket", "RAPIDA_AUDIOSOCKET", "tcp:4573", "AudioSocket endpoint, or none"),
     (
         "database",
@@ -138,6 +146,7 @@ class Options(usage.Options):
         self.urls: PublicURLs | None = None
         self.rtpPorts: tuple[int, int] = (10000, 10999)
         self.sipListen: tuple[int, str] | None = None
+        self.sipAdvertise: str | None = None
 
     def postOptions(self) -> None:
         try:
@@ -160,6 +169,14 @@ class Options(usage.Options):
             self.rtpPorts = parsePortRange(self["rtp-ports"])
         except ValueError as e:
             raise usage.UsageError(f"--rtp-ports: {e}") from None
+        advertise = (self["sip-advertise"] or "").strip()
+        if advertise:
+            try:
+                self.sipAdvertise = str(ipaddress.ip_address(advertise.strip("[]")))
+            except ValueError:
+                raise usage.UsageError(
+                    f"--sip-advertise {advertise!r} is not an IP address"
+                ) from None
         database = self["database"] or ""
         if not (
             database.startswith("sqlite:")
@@ -261,6 +278,20 @@ def _listeners(options: Options, gateway: Any, reactor: Any) -> list[service.Ser
     The AudioSocket and SIP listeners, when enabled and available.
     """
     listeners: list[service.Service] = []
+    if options.sipListen is not None:
+        from .sip.sip import sipService
+
+        port, interface = options.sipListen
+        listeners.append(
+            sipService(
+                gateway,
+                reactor,
+                port,
+                interface,
+                options.rtpPorts,
+                advertise=options.sipAdvertise,
+            )
+        )
     return listeners
 
 

@@ -757,3 +757,55 @@ class DigestTests(SynchronousTestCase):
         )
         self.assertEqual(ok.code, 200)
         self.assertEqual(len(self.h.contexts()), 1)
+
+
+class TapTests(SynchronousTestCase):
+    """
+    C{--sip}, C{--rtp-ports} and C{--sip-advertise} reach the SIP service.
+    """
+
+    def options(self, *argv: str, environ: dict[str, str] | None = None) -> Any:
+        from rapida_twisted.tap import Options
+
+        options = Options(environ=environ or {})
+        options.parseOptions(["--audiosocket", "none", *argv])
+        return options
+
+    def test_advertiseFromEnvironment(self) -> None:
+        options = self.options(environ={"RAPIDA_SIP_ADVERTISE": "203.0.113.7"})
+        self.assertEqual(options.sipAdvertise, "203.0.113.7")
+        self.assertEqual(self.options("--sip-advertise", "2001:db8::1").sipAdvertise, "2001:db8::1")
+
+    def test_advertiseMustBeAnAddress(self) -> None:
+        from twisted.python.usage import UsageError
+
+        self.assertRaises(UsageError, self.options, "--sip-advertise", "example.com")
+
+    def test_listener(self) -> None:
+        from rapida_twisted.tap import _listeners
+
+        options = self.options(
+            "--sip",
+            "udp:5999:interface=127.0.0.1",
+            "--rtp-ports",
+            "21000-21009",
+            "--sip-advertise",
+            "198.51.100.2",
+        )
+        h = Harness()
+        self.addCleanup(h.stop)
+        [sip] = _listeners(options, h.gateway, h.reactor)
+        sip.startService()
+        self.addCleanup(sip.stopService)
+        self.assertEqual(h.reactor.udpPorts[5999].interface, "127.0.0.1")
+        core = sip.core  # type: ignore[attr-defined]
+        self.assertEqual(core.advertise, "198.51.100.2")
+        self.assertEqual((core.ports.low, core.ports.high), (21000, 21009))
+        self.assertEqual(core.port, 5999)
+
+    def test_noSip(self) -> None:
+        from rapida_twisted.tap import _listeners
+
+        h = Harness()
+        self.addCleanup(h.stop)
+        self.assertEqual(_listeners(self.options("--sip", "none"), h.gateway, h.reactor), [])
