@@ -676,6 +676,20 @@ class ViaTests(SynchronousTestCase):
         self.assertEqual(plain.withReceived("10.0.0.2", 5060), plain)
         self.assertEqual(plain.withReceived("10.0.0.3", 5060).received, "10.0.0.3")
 
+    def test_responseTarget(self) -> None:
+        self.assertEqual(
+            parseVia("SIP/2.0/UDP h.example.com").responseTarget(), ("h.example.com", 5060)
+        )
+        self.assertEqual(parseVia("SIP/2.0/TLS h:5071").responseTarget(), ("h", 5071))
+        self.assertEqual(parseVia("SIP/2.0/TLS h").responseTarget(), ("h", 5061))
+        via = parseVia("SIP/2.0/UDP 10.0.0.2:5062;rport").withReceived("198.51.100.7", 40000)
+        self.assertEqual(via.responseTarget(), ("198.51.100.7", 40000))
+        via = parseVia("SIP/2.0/UDP 10.0.0.2:5062").withReceived("198.51.100.7", 40000)
+        self.assertEqual(via.responseTarget(), ("198.51.100.7", 5062))
+        self.assertEqual(
+            parseVia("SIP/2.0/UDP [2001:db8::1]:5070").responseTarget(), ("2001:db8::1", 5070)
+        )
+
     def test_branchCookie(self) -> None:
         self.assertTrue(parseVia("SIP/2.0/UDP h;branch=z9hG4bKabc").isRfc3261Branch)
         self.assertFalse(parseVia("SIP/2.0/UDP h;branch=abc").isRfc3261Branch)

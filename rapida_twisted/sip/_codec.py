@@ -43,6 +43,7 @@ from urllib.parse import quote as _urlquote
 from urllib.parse import unquote as _urlunquote
 
 __all__ = [
+    "BRANCH_COOKIE",
     "MAX_MESSAGE_SIZE",
     "REASONS",
     "AbsoluteURI",
@@ -393,7 +394,8 @@ _TOKEN_CHARS = "A-Za-z0-9\\-.!%*_+`'~"
 _TOKEN = re.compile(f"[{_TOKEN_CHARS}]+")
 _DISPLAY_TOKENS = re.compile(f"[{_TOKEN_CHARS}\\s\u0080-\U0010ffff]*")
 _PARAM_VALUE = re.compile(r'[^\s;,"<>]+')
-_LWS_RUN = re.compile(r"[ \t]*\r?\n[ \t]+")
+_FOLD = re.compile(r"[ \t]*\n[ \t]+")
+_HEADER_LINE = re.compile(f"([{_TOKEN_CHARS}]+)[ \\t]*:(.*)", re.S)
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_\-.]+")
@@ -989,6 +991,19 @@ class Via:
             params = params.set("rport", str(port))
         return replace(self, params=params)
 
+    def responseTarget(self) -> tuple[str, int]:
+        """
+        Where a response to a request with this (top) entry goes over UDP
+        (RFC 3261 §18.2.2, RFC 3581 §4): the C{received} host (else the
+        sent-by host, IPv6 without brackets), and the C{rport} port (else
+        the sent-by port, else 5060, or 5061 for TLS).
+        """
+        host = self.received or self.host
+        if host.startswith("["):
+            host = host[1:-1]
+        port = self.rport or self.port or (5061 if self.transport == "TLS" else 5060)
+        return host, port
+
     def toString(self) -> str:
         """
         The entry as text.
@@ -1390,11 +1405,7 @@ def parseMessage(
     if not data:
         raise SipParseError("empty message")
     headEnd, bodyStart = _headerEnd(data)
-    head = data[:headEnd].decode("utf-8", "surrogateescape")
-    if "\r" in head:
-        lines = head.replace("\r\n", "\n").split("\n")
-    else:
-        lines = head.split("\n")
+    lines = _headLines(data[:headEnd])
     startLine = lines[0]
     isRequest, method, error = _splitStartLine(startLine)
     items, index, headerError = _readHeaders(lines)
@@ -1491,39 +1502,28 @@ def _readHeaders(
     lines: list[str],
 ) -> tuple[list[tuple[str, str]], dict[str, list[str]], str | None]:
     """
-    Unfold and read the header lines after the start line.  Returns the
+    Read the (unfolded) header lines after the start line.  Returns the
     entries, an index by lower-case canonical name and the first error.
     """
-    raw: list[list[str]] = []
+    items: list[tuple[str, str]] = []
+    index: dict[str, list[str]] = {}
     error = None
+    canon = _CANON
+    match = _HEADER_LINE.match
     for line in lines[1:]:
-        if line[:1] in (" ", "\t"):
-            if raw:
-                raw[-1][1] += " " + line.strip(" \t")
-            elif error is None:
-                error = "continuation line before any header"
-            continue
-        colon = line.find(":")
-        if colon <= 0:
+        m = match(line)
+        if m is None:
             if error is None:
                 error = "malformed header line"
             continue
-        name = line[:colon].rstrip(" \t")
-        if not _TOKEN.fullmatch(name):
-            if error is None:
-                error = "malformed header name"
-            continue
-        raw.append([name, line[colon + 1 :].strip(" \t")])
-    items: list[tuple[str, str]] = []
-    index: dict[str, list[str]] = {}
-    canon = _CANON
-    for name, value in raw:
+        name, value = m.groups()
         name = canon.get(name.lower(), name)
+        value = value.strip(" \t")
         key = name.lower()
         bucket = index.get(key)
         if bucket is None:
             bucket = index[key] = []
-        if name in _LIST_HEADERS and value and ("," in value):
+        if name in _LIST_HEADERS and "," in value:
             parts = _split(value, ",", angles=True)
             if parts is None:
                 if error is None:
@@ -1535,16 +1535,27 @@ def _readHeaders(
                     items.append((name, part))
                     bucket.append(part)
         else:
-            value = value.strip()
             items.append((name, value))
             bucket.append(value)
     return items, index, error
 
 
+def _headLines(head: bytes) -> list[str]:
+    """
+    The lines of a header section: decoded, CRLF or LF line ends, folded
+    lines joined with one space.
+    """
+    text = head.decode("utf-8", "surrogateescape")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if "\n " in text or "\n\t" in text:
+        text = _FOLD.sub(" ", text)
+    return text.split("\n")
+
+
 def _partialOf(head: bytes) -> PartialMessage | None:
-    text = head.decode("utf-8", "surrogateescape").replace("\r\n", "\n")
-    lines = text.lstrip("\r\n").split("\n")
-    if not lines or not lines[0]:
+    lines = _headLines(head.lstrip(b"\r\n"))
+    if not lines[0]:
         return None
     isRequest, method, _ = _splitStartLine(lines[0])
     items, index, _ = _readHeaders(lines)
