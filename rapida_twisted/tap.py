@@ -278,6 +278,14 @@ def _listeners(options: Options, gateway: Any, reactor: Any) -> list[service.Ser
     The AudioSocket and SIP listeners, when enabled and available.
     """
     listeners: list[service.Service] = []
+    if options["audiosocket"] != "none":
+        from .asterisk import AudioSocketFactory
+
+        audiosocket = strports.service(
+            options["audiosocket"], AudioSocketFactory(gateway), reactor=reactor
+        )
+        audiosocket.setName("audiosocket")
+        listeners.append(audiosocket)
     if options.sipListen is not None:
         from .sip.sip import sipService
 
