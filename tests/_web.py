@@ -18,9 +18,12 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from rapida_twisted.config import GatewayConfig, parseConfig
 from rapida_twisted.gateway import Gateway
+from rapida_twisted.interfaces import IAssistant, IAssistantSession, ICallControl, IMediaChannel
+from rapida_twisted.media.analysis import tone
 from rapida_twisted.providers._base import PublicURLs
 from rapida_twisted.store._memory import MemoryContextStore
 from rapida_twisted.web import buildSite
@@ -202,3 +205,99 @@ class StreamClient:
 
     def disconnect(self) -> None:
         self.transport.protocol.connectionLost(Failure(ConnectionDone()))
+
+
+# --- test doubles for provider media streams ------------------------------------
+
+
+@implementer(IMediaChannel)
+class FakeChannel:
+    """
+    An in-memory L{IMediaChannel}: what an adapter sent, and its closes.
+    """
+
+    peer = "test"
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.binary: list[bytes] = []
+        self.closes: list[tuple[int, str]] = []
+
+    def sendText(self, text: str) -> None:
+        self.texts.append(text)
+
+    def sendBinary(self, data: bytes) -> None:
+        self.binary.append(data)
+
+    def close(self, code: int, reason: str) -> None:
+        self.closes.append((code, reason))
+
+    def pauseReading(self) -> None:
+        pass
+
+    def resumeReading(self) -> None:
+        pass
+
+    def json(self) -> list[dict[str, Any]]:
+        return [json.loads(text) for text in self.texts]
+
+
+@implementer(IAssistantSession)
+class SpeakerSession:
+    """
+    Says a 100 ms C{greeting} at once. DTMF: 0 clears, 1 says 3 s
+    (C{long}), 5 says 100 ms more (C{more}), 8 sets a mark C{named},
+    9 hangs up (C{goodbye}).
+    """
+
+    def __init__(self, control: ICallControl, sampleRate: int) -> None:
+        self.control = control
+        self.rate = sampleRate
+        self.completed: list[str] = []
+        self.digits: list[str] = []
+        self.ended: list[str] = []
+        self.frames = 0
+
+    def say(self, responseId: str, seconds: float, freq: float = 300.0) -> None:
+        self.control.play(responseId, tone(freq, seconds, self.rate))
+        self.control.completeResponse(responseId)
+
+    def audioReceived(self, pcm: bytes) -> None:
+        self.frames += 1
+
+    def dtmfReceived(self, digit: str) -> None:
+        self.digits.append(digit)
+        if digit == "0":
+            self.control.clear()
+        elif digit == "1":
+            self.say("long", 3.0, 440.0)
+        elif digit == "5":
+            self.say("more", 0.1, 500.0)
+        elif digit == "8":
+            self.control.mark("named")
+        elif digit == "9":
+            self.control.hangup("goodbye")
+
+    def playbackCompleted(self, responseId: str) -> None:
+        self.completed.append(responseId)
+
+    def callEnded(self, reason: str) -> None:
+        self.ended.append(reason)
+
+
+@implementer(IAssistant)
+class Speaker:
+    """
+    The assistant of L{SpeakerSession}s; C{sessions} in order.
+    """
+
+    def __init__(self, id: str = "speaker", sampleRate: int = 16000) -> None:
+        self.id = id
+        self.sampleRate = sampleRate
+        self.sessions: list[SpeakerSession] = []
+
+    def startSession(self, details: Any, control: ICallControl) -> SpeakerSession:
+        session = SpeakerSession(control, self.sampleRate)
+        self.sessions.append(session)
+        session.say("greeting", 0.1)
+        return session
