@@ -6,22 +6,58 @@ added to the wire codecs.
 
 from __future__ import annotations
 
+import base64
 import json
+import math
+import wave
+from collections.abc import Callable, Iterable
+from typing import Any
+from uuid import UUID
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from rapida_twisted.asterisk import _audiosocket as audiosocket
 from rapida_twisted.asterisk import _chanws as chanws
+from rapida_twisted.media import ULAW, Resampler
+from rapida_twisted.media.analysis import correlation, speechLike, tone
 from rapida_twisted.providers.exotel import _codec as exotel
 from rapida_twisted.providers.twilio import _codec as twilio
 from rapida_twisted.providers.twilio._codec import ProtocolError
 from rapida_twisted.providers.vonage import _codec as vonage
+from rapida_twisted.sim._analysis import (
+    blockArrivals,
+    delayed,
+    echoCorrelation,
+    interArrival,
+    matchEcho,
+    percentiles,
+)
+from rapida_twisted.sim._asterisk import AsteriskWsStream, AudioSocketStream
+from rapida_twisted.sim._audio import (
+    PreparedAudio,
+    WavFormatError,
+    loopTo,
+    readWav,
+    resample,
+    sourceSignal,
+    wireFormat,
+    writeWav,
+)
+from rapida_twisted.sim._base import CallPlan, MediaStream
+from rapida_twisted.sim._exotel import ExotelStream
+from rapida_twisted.sim._record import Playout, Recorder
+from rapida_twisted.sim._ticker import FrameClock, Ticker
+from rapida_twisted.sim._twilio import TwilioStream
+from rapida_twisted.sim._vonage import VonageStream
 
 SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
 CALL = "CA18ad3ab5a668481ce02b83e7395059f0"
 ACCOUNT = "AC18ad3ab5a668481ce02b83e7395059f0"
-ULAW = bytes(range(96, 256))
+ULAW_BYTES = bytes(range(96, 256))
 
 
 # ---------------------------------------------------------------------------
@@ -53,8 +89,8 @@ class TwilioProviderSideTests(SynchronousTestCase):
         self.assertEqual((obj["sequenceNumber"], obj["streamSid"]), ("1", SID))
 
     def test_inboundMedia(self) -> None:
-        text = twilio.encodeInboundMedia(SID, ULAW, 4, 2, 20)
-        self.assertEqual(twilio.decode(text), twilio.Media(ULAW, 2, 20, "inbound"))
+        text = twilio.encodeInboundMedia(SID, ULAW_BYTES, 4, 2, 20)
+        self.assertEqual(twilio.decode(text), twilio.Media(ULAW_BYTES, 2, 20, "inbound"))
         obj = json.loads(text)
         self.assertEqual((obj["sequenceNumber"], obj["streamSid"]), ("4", SID))
 
@@ -62,10 +98,10 @@ class TwilioProviderSideTests(SynchronousTestCase):
         """
         Base64 text given instead of bytes is used as it is.
         """
-        b64 = twilio.base64Text(ULAW)
+        b64 = twilio.base64Text(ULAW_BYTES)
         self.assertEqual(
             twilio.encodeInboundMedia(SID, b64, 4, 2, 20),
-            twilio.encodeInboundMedia(SID, ULAW, 4, 2, 20),
+            twilio.encodeInboundMedia(SID, ULAW_BYTES, 4, 2, 20),
         )
 
     def test_dtmf(self) -> None:
@@ -280,3 +316,950 @@ class ChanWsCommandTests(SynchronousTestCase):
             chanws.decodeCommand(text)
         except chanws.ChanWsError:
             pass
+
+
+# ---------------------------------------------------------------------------
+# The simulator
+# ---------------------------------------------------------------------------
+
+
+def pcm(samples: Iterable[int] | np.ndarray) -> bytes:
+    return np.asarray(samples, np.int16).tobytes()
+
+
+def prepared(codec: str = "ulaw", rate: int = 8000, seconds: float = 0.1, seed: int = 1):
+    fmt = wireFormat(codec, rate)
+    return PreparedAudio(fmt, speechLike(seconds, rate, seed=seed, level=0.5))
+
+
+class FakeChannel:
+    """
+    A L{Channel} that records what a stream sends.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, Any]] = []
+        self.closedWith: tuple[int, str] | None = None
+
+    def sendText(self, text: str) -> None:
+        self.messages.append(("text", text))
+
+    def sendBinary(self, data: bytes) -> None:
+        self.messages.append(("binary", data))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.closedWith is None:
+            self.closedWith = (code, reason)
+
+    def texts(self) -> list[str]:
+        return [data for kind, data in self.messages if kind == "text"]
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(t) for t in self.texts()]
+
+    def binaries(self) -> list[bytes]:
+        return [data for kind, data in self.messages if kind == "binary"]
+
+    def clear(self) -> None:
+        self.messages.clear()
+
+
+class AudioTests(SynchronousTestCase):
+    """
+    Wire formats, WAV files and prepared audio.
+    """
+
+    def test_wireFormats(self) -> None:
+        ulaw = wireFormat("ulaw", 8000)
+        self.assertEqual(
+            (ulaw.frameBytes, ulaw.frameSamples, ulaw.bytesPerSecond), (160, 160, 8000)
+        )
+        self.assertEqual(ulaw.silence, b"\xff" * 160)
+        slin16 = wireFormat("slin", 16000)
+        self.assertEqual(
+            (slin16.codec, slin16.frameBytes, slin16.silence), ("pcm16", 640, bytes(640))
+        )
+        self.assertEqual(wireFormat("alaw", 8000).silence, b"\xd5" * 160)
+        for codec, rate in (("opus", 8000), ("ulaw", 0), ("pcm16", 8001)):
+            self.assertRaises(ValueError, wireFormat, codec, rate)
+
+    def test_encodeDecode(self) -> None:
+        samples = pcm([0, 1000, -1000, 32767, -32768])
+        ulaw = wireFormat("ulaw", 8000)
+        self.assertEqual(ulaw.encode(samples), ULAW.encode(samples))
+        self.assertEqual(
+            ulaw.decode(ulaw.encode(samples)).tobytes(), ULAW.decode(ULAW.encode(samples))
+        )
+        linear = wireFormat("pcm16", 16000)
+        self.assertEqual(linear.encode(samples), samples)
+        self.assertEqual(linear.decode(samples + b"\x01").tobytes(), samples)
+
+    def test_prepared(self) -> None:
+        fmt = wireFormat("ulaw", 8000)
+        signal = speechLike(0.05, 8000, seed=3, level=0.5)  # 2.5 frames
+        audio = PreparedAudio(fmt, signal)
+        self.assertEqual(len(audio), 3)
+        self.assertEqual([len(f) for f in audio.frames], [160, 160, 160])
+        self.assertEqual(audio.frames[2][80:], b"\xff" * 80)  # padded with silence
+        self.assertEqual(len(audio.reference), 480)
+        self.assertEqual(audio.base64[0], base64.b64encode(audio.frames[0]).decode())
+        self.assertEqual(base64.b64decode(audio.silence64), fmt.silence)
+        self.assertAlmostEqual(audio.seconds, 0.06)
+        quiet = PreparedAudio(fmt, bytes(320) + pcm([3000, -3000] * 80))
+        self.assertEqual(list(quiet.active), [False, True])
+
+    def test_wavRoundTrip(self) -> None:
+        path = self.mktemp()
+        signal = speechLike(0.2, 11025, seed=2)
+        writeWav(path, signal, 11025)
+        self.assertEqual(readWav(path), (signal, 11025))
+
+    def test_wavStereoMixedDown(self) -> None:
+        path = self.mktemp()
+        with wave.open(path, "wb") as f:
+            f.setnchannels(2)
+            f.setsampwidth(2)
+            f.setframerate(8000)
+            f.writeframes(pcm([100, 300, -100, -301]))
+        self.assertEqual(readWav(path), (pcm([200, -200]), 8000))
+
+    def test_wavRefused(self) -> None:
+        path = self.mktemp()
+        with wave.open(path, "wb") as f:
+            f.setnchannels(1)
+            f.setsampwidth(1)
+            f.setframerate(8000)
+            f.writeframes(b"\x80" * 100)
+        self.assertRaises(WavFormatError, readWav, path)
+        junk = self.mktemp()
+        with open(junk, "wb") as f:
+            f.write(b"not a wav file at all")
+        self.assertRaises(WavFormatError, readWav, junk)
+        self.assertRaises(OSError, readWav, self.mktemp())
+
+    def test_sourceSignal(self) -> None:
+        path = self.mktemp()
+        writeWav(path, tone(440, 0.25, 44100), 44100)
+        signal = sourceSignal(8000, path)
+        self.assertAlmostEqual(len(signal) / 16000, 0.25, delta=0.002)
+        looped = sourceSignal(8000, path, seconds=1.0)
+        self.assertEqual(len(looped), 16000)
+        self.assertEqual(len(sourceSignal(16000)), 2 * 16000 * 5)  # the default 5 s
+        self.assertEqual(sourceSignal(8000, seconds=0.5, seed=4), speechLike(0.5, 8000, seed=4))
+
+    def test_resampleAndLoop(self) -> None:
+        self.assertEqual(len(resample(bytes(2 * 44100), 44100, 8000)), 2 * 8000)
+        data = pcm([1, 2, 3])
+        self.assertIs(resample(data, 8000, 8000), data)
+        self.assertEqual(loopTo(data, 14), pcm([1, 2, 3, 1, 2, 3, 1]))
+        self.assertEqual(loopTo(b"", 4), bytes(4))
+
+
+class PlayoutTests(SynchronousTestCase):
+    """
+    The simulated provider playback buffer and the heard timeline.
+    """
+
+    def setUp(self) -> None:
+        self.fmt = wireFormat("pcm16", 8000)
+        self.recorder = Recorder(self.fmt)
+        self.recorder.sent(10.0)
+        self.playout: Playout[str] = Playout(self.recorder)
+        self.frame = pcm([1000] * 160)
+
+    def test_audioPlaysInOrderAtRealTime(self) -> None:
+        self.playout.audio(10.0, self.frame)
+        self.playout.audio(10.001, self.frame)  # a burst queues
+        self.assertAlmostEqual(self.playout.end, 10.04)
+        self.playout.audio(10.1, self.frame)  # a gap plays silence
+        heard = np.frombuffer(self.recorder.heard(), np.int16)
+        self.assertEqual(len(heard), 800 + 160)
+        self.assertTrue((heard[:320] == 1000).all())
+        self.assertTrue((heard[320:800] == 0).all())
+        self.assertEqual(list(self.recorder.arrivals), [10.0, 10.001, 10.1])
+
+    def test_markDueWhenPlayed(self) -> None:
+        self.assertTrue(self.playout.mark(10.0, "now"))  # nothing queued
+        self.playout.audio(10.0, self.frame * 3)
+        self.assertFalse(self.playout.mark(10.01, "m1"))
+        self.assertFalse(self.playout.mark(10.02, "m2"))
+        self.assertEqual(self.playout.due(10.059), [])
+        self.assertEqual(self.playout.due(10.06), ["m1", "m2"])
+        self.assertEqual(self.playout.pendingMarks, 0)
+
+    def test_clear(self) -> None:
+        self.playout.audio(10.0, self.frame * 5)  # plays 10.00-10.10
+        self.playout.mark(10.0, "m1")
+        self.playout.audio(10.0, self.frame)
+        self.assertEqual(self.playout.clear(10.03), ["m1"])
+        self.assertEqual(len(self.recorder.heard()), 2 * 240)  # 30 ms were heard
+        self.assertEqual(self.playout.end, 10.03)
+        self.assertTrue(self.playout.mark(10.03, "m2"))
+
+    def test_unbuffered(self) -> None:
+        playout: Playout[None] = Playout(self.recorder, buffered=False)
+        playout.audio(10.0, self.frame)
+        playout.audio(10.0, pcm([-5] * 160))  # a burst overwrites, as on Asterisk
+        heard = np.frombuffer(self.recorder.heard(), np.int16)
+        self.assertEqual(list(heard[:2]), [-5, -5])
+        self.assertEqual(len(heard), 160)
+
+    def test_heardResampled(self) -> None:
+        self.playout.audio(10.0, self.frame)
+        self.assertEqual(len(self.recorder.heard(16000)), 640)
+
+    def test_sentSkipped(self) -> None:
+        recorder = Recorder(self.fmt)
+        recorder.sent(1.0)
+        recorder.sent(1.1, 3)
+        times = list(recorder.sendTimes)
+        self.assertEqual(times[0], 1.0)
+        self.assertTrue(math.isnan(times[1]) and math.isnan(times[2]))
+        self.assertEqual((times[3], recorder.origin), (1.1, 1.0))
+
+
+def echoPath(
+    audio: PreparedAudio,
+    sendTimes: np.ndarray,
+    delay: float = 0.003,
+    insertAt: int | None = None,
+    dropAt: int | None = None,
+    chunk: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """
+    What an echo gateway sends back: decoded, resampled 8k→16k→8k and
+    re-encoded; optionally a silence frame inserted or a frame dropped;
+    C{chunk} frames per message. Returns the received samples and the
+    arrival time of each 20 ms block.
+    """
+    law = audio.format.law
+    assert law is not None
+    up, down = Resampler(8000, 16000), Resampler(16000, 8000)
+    payloads, arrivals, extra = [], [], 0.0
+    for i, frame in enumerate(audio.frames):
+        back = law.encode(down.process(up.process(law.decode(frame))))
+        if i == insertAt:
+            payloads.append(audio.format.silence)
+            arrivals.append(sendTimes[i] + delay)
+            extra += 0.020
+        if i == dropAt:
+            continue
+        payloads.append(back)
+        arrivals.append(sendTimes[i] + delay + extra)
+    if chunk > 1:
+        payloads = [b"".join(payloads[i : i + chunk]) for i in range(0, len(payloads), chunk)]
+        arrivals = [
+            arrivals[min(i + chunk, len(arrivals)) - 1] for i in range(0, len(arrivals), chunk)
+        ]
+    received = np.concatenate([audio.format.decode(p) for p in payloads])
+    sizes = np.array([len(p) for p in payloads], np.int64)
+    return received, blockArrivals(arrivals, sizes, 160)
+
+
+class EchoMatchTests(SynchronousTestCase):
+    """
+    Matching an echo to what was sent, by content.
+    """
+
+    def setUp(self) -> None:
+        self.audio = prepared(seconds=3.0, seed=5)
+        self.times = 50.0 + np.arange(len(self.audio)) * 0.020
+
+    def match(self, **kw: Any) -> Any:
+        received, arrivals = echoPath(self.audio, self.times, **kw)
+        return matchEcho(
+            self.audio.reference, self.times, self.audio.active, received, arrivals, 160
+        )
+
+    def test_clean(self) -> None:
+        m = self.match()
+        self.assertEqual((m.lost, m.segments), (0, 1))
+        self.assertEqual(m.echoed, int(self.audio.active.sum()))
+        self.assertGreater(m.expected, 100)
+        self.assertEqual(m.lag, 49)  # the resamplers' delay, 49.5 samples
+        self.assertTrue(np.allclose(m.latencies, 0.003))
+        self.assertEqual(m.matched, m.blocks)
+
+    def test_insertedSilence(self) -> None:
+        """
+        A frame of silence inserted by the gateway delays the rest of the
+        echo by 20 ms; nothing is lost.
+        """
+        m = self.match(insertAt=60)
+        self.assertEqual((m.lost, m.segments), (0, 2))
+        self.assertEqual(sorted(set(np.round(m.latencies, 6))), [0.003, 0.023])
+
+    def test_droppedFrame(self) -> None:
+        active = np.flatnonzero(self.audio.active)
+        dropped = int(active[len(active) // 2])
+        m = self.match(dropAt=dropped)
+        self.assertEqual(m.lost, 1)
+        self.assertTrue(np.allclose(m.latencies, 0.003))
+
+    def test_chunked(self) -> None:
+        """
+        Echo in 100 ms messages: latency includes the wait for the chunk.
+        """
+        m = self.match(chunk=5)
+        self.assertEqual(m.lost, 0)
+        self.assertAlmostEqual(float(m.latencies.max()), 0.083, places=6)
+        self.assertAlmostEqual(float(m.latencies.min()), 0.003, places=6)
+
+    def test_nothingCameBack(self) -> None:
+        m = matchEcho(
+            self.audio.reference,
+            self.times,
+            self.audio.active,
+            np.zeros(0, np.int16),
+            np.zeros(0),
+            160,
+        )
+        self.assertEqual((m.echoed, m.lost, len(m.latencies)), (0, m.expected, 0))
+        silence = np.zeros(160 * 20, np.int16)
+        m = matchEcho(
+            self.audio.reference, self.times, self.audio.active, silence, np.zeros(20), 160
+        )
+        self.assertEqual((m.blocks, m.lost), (0, m.expected))
+
+    def test_somethingElseCameBack(self) -> None:
+        other = prepared(seconds=3.0, seed=99)
+        received, arrivals = echoPath(other, self.times)
+        m = matchEcho(self.audio.reference, self.times, self.audio.active, received, arrivals, 160)
+        self.assertEqual(m.echoed, 0)
+        self.assertLess(m.matched, 3)
+
+    def test_correlationAllowsSubSampleDelay(self) -> None:
+        x = np.frombuffer(speechLike(1.0, 8000, seed=2), np.int16).astype(np.float64)
+        y = delayed(x, 0.5)
+        score, lag = echoCorrelation(x, y, 100)
+        self.assertGreater(score, 0.999)
+        self.assertEqual(lag, 0.5)
+        self.assertLess(correlation(x, y, 100)[0], score)
+        self.assertIs(delayed(x, 0.0), x)
+
+
+class StatsTests(SynchronousTestCase):
+    """
+    Inter-arrival jitter, block arrival times and percentiles.
+    """
+
+    def test_interArrival(self) -> None:
+        gaps, jitter = interArrival([1.0, 1.02, 1.05, 1.05], np.array([160, 160, 320, 160]), 8000)
+        self.assertTrue(np.allclose(gaps, [0.02, 0.03, 0.0]))
+        self.assertTrue(np.allclose(jitter, [0.0, 0.01, 0.04]))
+        self.assertEqual(len(interArrival([1.0], np.array([160]), 8000)[0]), 0)
+
+    def test_blockArrivals(self) -> None:
+        arrivals = blockArrivals([1.0, 2.0, 3.0], np.array([80, 240, 160]), 160)
+        self.assertEqual(list(arrivals), [2.0, 2.0, 3.0])
+
+    def test_percentiles(self) -> None:
+        values = np.arange(101, dtype=np.float64) / 1000
+        p = percentiles(values)
+        self.assertEqual((p.count, p.p50, p.max), (101, 0.05, 0.1))
+        self.assertAlmostEqual(p.p99 or 0, 0.099)
+        self.assertEqual(p.asDict(1000), {"count": 101, "p50": 50.0, "p99": 99.0, "max": 100.0})
+        joined = percentiles([np.array([1.0]), np.array([3.0, math.nan])])
+        self.assertEqual((joined.count, joined.p50), (2, 2.0))
+        empty = percentiles([])
+        self.assertEqual(empty.asDict(), {"count": 0, "p50": None, "p99": None, "max": None})
+
+
+class TickerTests(SynchronousTestCase):
+    """
+    The shared, slotted 20 ms ticker and each call's frame clock.
+    """
+
+    def test_spreadOverSlots(self) -> None:
+        clock = Clock()
+        ticker = Ticker(clock, slots=4)
+        fired: list[tuple[str, float]] = []
+
+        def member(name: str) -> Callable[[float], None]:
+            return lambda now: fired.append((name, now))
+
+        handles = [ticker.add(member(n)) for n in "abcde"]
+        self.assertEqual(ticker.members, 5)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)  # one timer for all
+        for _ in range(8):
+            clock.advance(0.005)
+        times: dict[str, list[float]] = {}
+        for name, now in fired:
+            times.setdefault(name, []).append(round(now, 6))
+        self.assertEqual(times["a"], [0.005, 0.025])
+        self.assertEqual(times["b"], [0.01, 0.03])
+        self.assertEqual(times["e"], times["a"])  # the fifth shares the first slot
+        for handle in handles:
+            ticker.remove(handle)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        ticker.remove(handles[0])  # no-op
+
+    def test_removeInsideTick(self) -> None:
+        clock = Clock()
+        ticker = Ticker(clock, slots=1)
+        calls: list[str] = []
+        handles: list[int] = []
+
+        def first(now: float) -> None:
+            calls.append("first")
+            ticker.remove(handles[1])
+
+        handles.append(ticker.add(first))
+        handles.append(ticker.add(lambda now: calls.append("second")))
+        clock.advance(0.02)
+        clock.advance(0.02)
+        self.assertEqual(calls, ["first", "second", "first"])
+
+    def test_frameClock(self) -> None:
+        frames = FrameClock(maxBurst=5)
+        self.assertEqual(frames.owed(10.0), 1)
+        frames.take()
+        self.assertEqual(frames.owed(10.019), 0)
+        self.assertEqual(frames.owed(10.02), 1)
+        frames.take()
+        self.assertEqual(frames.owed(10.081), 3)  # late: catch up
+        for _ in range(3):
+            frames.take()
+        self.assertEqual(frames.owed(10.3), 1)  # a long stall: skip, don't burst
+        self.assertEqual((frames.skipped, frames.take()), (10, 15))
+        self.assertRaises(ValueError, Ticker, Clock(), slots=0)
+
+
+class StreamTestCase(SynchronousTestCase):
+    """
+    Base of the per-transport stream tests: a clock, a ticker, a fake
+    channel, and 100 ms of audio plus 40 ms of silence.
+    """
+
+    PLAN = CallPlan(dtmf="1#", dtmfAt=0.04, dtmfInterval=0.02, linger=0.04)
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.ticker = Ticker(self.clock, slots=1)
+        self.channel = FakeChannel()
+
+    def advance(self, stream: MediaStream, seconds: float) -> None:
+        """
+        Advance the clock in 20 ms steps, each a hair long so float
+        rounding never leaves a tick for the next step.
+        """
+        for _ in range(round(seconds / 0.020)):
+            self.clock.advance(0.020 + 1e-7)
+
+    def assertEndsCleanly(self, stream: MediaStream) -> None:
+        self.assertEqual(self.channel.closedWith, (1000, ""))
+        self.assertNoResult(stream.done)
+        stream.closed(1000, "")
+        self.successResultOf(stream.done)
+        self.assertEqual((stream.failure, stream.endedBy), (None, "caller"))
+        self.assertEqual(self.ticker.members, 0)
+
+
+class TwilioStreamTests(StreamTestCase):
+    def stream(self, audio: PreparedAudio | None = None) -> TwilioStream:
+        stream = TwilioStream(
+            self.clock,
+            self.ticker,
+            audio or prepared(),
+            self.PLAN,
+            {"token": "t0k"},
+            callSid=CALL,
+            accountSid=ACCOUNT,
+            streamSid=SID,
+        )
+        stream.opened(self.channel)
+        return stream
+
+    def test_sequence(self) -> None:
+        """
+        connected, start, a media message per 20 ms (counters as Twilio
+        sets them), the digits at their times, stop after the linger, close.
+        """
+        stream = self.stream()
+        connected, start = self.channel.events()
+        self.assertEqual(connected["event"], "connected")
+        self.assertEqual(start["start"]["customParameters"], {"token": "t0k"})
+        self.assertEqual((start["streamSid"], start["start"]["callSid"]), (SID, CALL))
+        self.channel.clear()
+        self.advance(stream, 0.02)
+        (media,) = self.channel.events()
+        self.assertEqual(
+            (media["sequenceNumber"], media["media"]["chunk"], media["media"]["timestamp"]),
+            ("2", "1", "0"),
+        )
+        self.assertEqual(base64.b64decode(media["media"]["payload"]), stream.audio.frames[0])
+        self.channel.clear()
+        self.advance(stream, 0.14)
+        events = self.channel.events()
+        self.assertEqual(
+            [e["event"] for e in events],
+            ["media", "media", "dtmf", "media", "dtmf"] + ["media"] * 3 + ["stop"],
+        )
+        self.assertEqual([e["dtmf"]["digit"] for e in events if e["event"] == "dtmf"], ["1", "#"])
+        self.assertEqual(base64.b64decode(events[-2]["media"]["payload"]), b"\xff" * 160)
+        self.assertEqual(events[-1]["stop"], {"accountSid": ACCOUNT, "callSid": CALL})
+        sequence = [int(e["sequenceNumber"]) for e in events]
+        self.assertEqual(sequence, list(range(3, 3 + len(events))))
+        self.assertEqual(len(stream.recorder.sendTimes), 7)
+        self.assertEqual(stream.counters["dtmf"], 2)
+        self.assertEndsCleanly(stream)
+
+    def test_realTime(self) -> None:
+        """
+        Frames go out one per 20 ms of the clock, drift-free: a late tick
+        sends every frame owed.
+        """
+        stream = self.stream(prepared(seconds=1.0))
+        self.clock.advance(0.020)
+        self.assertEqual(len(stream.recorder.sendTimes), 1)
+        self.clock.advance(0.065)  # late: three frames owed at once
+        self.assertEqual(len(stream.recorder.sendTimes), 4)
+        self.clock.advance(0.015)
+        times = stream.recorder.sendTimes
+        self.assertEqual(len(times), 5)
+        self.assertAlmostEqual(times[4] - times[0], 0.080)
+
+    def test_markEchoedWhenPlayed(self) -> None:
+        stream = self.stream()
+        self.advance(stream, 0.02)
+        frame = bytes(range(160))
+        for _ in range(3):
+            stream.messageReceived(twilio.encodeMedia(SID, frame).encode(), False)
+        stream.messageReceived(twilio.encodeMark(SID, "utt-1").encode(), False)
+        self.channel.clear()
+        self.advance(stream, 0.04)
+        self.assertNotIn("mark", [e["event"] for e in self.channel.events()])
+        self.advance(stream, 0.02)
+        marks = [e for e in self.channel.events() if e["event"] == "mark"]
+        self.assertEqual([m["mark"]["name"] for m in marks], ["utt-1"])
+        self.assertIn("sequenceNumber", marks[0])
+        self.assertEqual(stream.counters["marks"], 1)
+        self.assertEqual(stream.recorder.receivedBytes, 480)
+
+    def test_markWithNothingQueued(self) -> None:
+        stream = self.stream()
+        stream.messageReceived(twilio.encodeMark(SID, "m").encode(), False)
+        self.assertEqual(self.channel.events()[-1]["mark"]["name"], "m")
+
+    def test_clearEchoesPendingMarks(self) -> None:
+        stream = self.stream()
+        self.advance(stream, 0.02)
+        stream.messageReceived(twilio.encodeMedia(SID, b"\x00" * 1600).encode(), False)
+        stream.messageReceived(twilio.encodeMark(SID, "a").encode(), False)
+        self.channel.clear()
+        stream.messageReceived(twilio.encodeClear(SID).encode(), False)
+        self.assertEqual([e["mark"]["name"] for e in self.channel.events()], ["a"])
+        self.assertEqual(stream.counters["clears"], 1)
+        self.assertEqual(stream.recorder.heard(), b"")  # cleared before it played
+
+    def test_badMessages(self) -> None:
+        stream = self.stream()
+        stream.messageReceived(b"{not json", False)
+        self.assertEqual(stream.counters["bad"], 1)
+        self.assertIn("bad message from the gateway", stream.failure or "")
+        stream.messageReceived(b"\x00\x01", True)
+        stream.messageReceived(b'{"event":"surprise"}', False)
+        self.assertEqual((stream.counters["bad"], stream.counters["unknown"]), (2, 1))
+
+    def test_gatewayClosesFirst(self) -> None:
+        stream = self.stream()
+        self.advance(stream, 0.04)
+        stream.closed(4403, "token does not match")
+        self.successResultOf(stream.done)
+        self.assertEqual(stream.endedBy, "gateway")
+        self.assertEqual(
+            stream.failure, "gateway ended the call early (code 4403: token does not match)"
+        )
+        self.assertEqual((stream.closeCode, self.ticker.members), (4403, 0))
+        sent = len(stream.recorder.sendTimes)
+        self.advance(stream, 0.1)
+        self.assertEqual(len(stream.recorder.sendTimes), sent)
+
+    def test_ignoresMessagesAfterHangup(self) -> None:
+        stream = self.stream()
+        self.advance(stream, 0.2)
+        stream.messageReceived(b"garbage", False)
+        self.assertEqual(stream.counters["bad"], 0)
+
+
+class VonageStreamTests(StreamTestCase):
+    def stream(self) -> VonageStream:
+        stream = VonageStream(
+            self.clock,
+            self.ticker,
+            prepared("pcm16", 16000),
+            self.PLAN,
+            "audio/l16;rate=16000",
+            {"token": "t", "context_id": "c"},
+        )
+        stream.opened(self.channel)
+        return stream
+
+    def test_sequence(self) -> None:
+        stream = self.stream()
+        self.assertEqual(
+            json.loads(self.channel.texts()[0]),
+            {
+                "event": "websocket:connected",
+                "content-type": "audio/l16;rate=16000",
+                "token": "t",
+                "context_id": "c",
+            },
+        )
+        self.advance(stream, 0.2)
+        kinds = [kind for kind, _ in self.channel.messages[1:]]
+        self.assertEqual(kinds, ["binary"] * 3 + ["text", "binary", "text"] + ["binary"] * 3)
+        self.assertEqual({len(b) for b in self.channel.binaries()}, {640})
+        digits = [json.loads(t) for t in self.channel.texts()[1:]]
+        self.assertEqual(
+            digits,
+            [
+                {"event": "websocket:dtmf", "digit": "1", "duration": 250},
+                {"event": "websocket:dtmf", "digit": "#", "duration": 250},
+            ],
+        )
+        self.assertEndsCleanly(stream)
+
+    def test_notifyAndClear(self) -> None:
+        stream = self.stream()
+        self.advance(stream, 0.02)
+        stream.messageReceived(bytes(640), True)
+        stream.messageReceived(vonage.encodeNotify({"id": 1}).encode(), False)
+        stream.messageReceived(bytes(640), True)
+        stream.messageReceived(vonage.encodeNotify({"id": 2}).encode(), False)
+        self.channel.clear()
+        self.advance(stream, 0.02)
+        self.assertEqual(
+            self.channel.events(), [{"event": "websocket:notify", "payload": {"id": 1}}]
+        )
+        stream.messageReceived(bytes(640 * 5), True)  # wrong size, but played
+        stream.messageReceived(vonage.encodeNotify({"id": 3}).encode(), False)
+        self.channel.clear()
+        stream.messageReceived(vonage.encodeClear().encode(), False)
+        self.assertEqual(
+            [e["event"] for e in self.channel.events()],
+            ["websocket:notify", "websocket:notify", "websocket:cleared"],
+        )
+        self.assertIn("exactly 20 ms (640 bytes)", stream.failure or "")
+
+    def test_badInput(self) -> None:
+        stream = self.stream()
+        stream.messageReceived(b"\x00" * 3, True)
+        stream.messageReceived(b'{"event":"x"}', False)
+        stream.messageReceived(b'{"action":"mute"}', False)
+        self.assertEqual((stream.counters["bad"], stream.counters["unknown"]), (2, 1))
+
+
+class ExotelStreamTests(StreamTestCase):
+    def stream(self, chunkFrames: int = 1) -> ExotelStream:
+        stream = ExotelStream(
+            self.clock,
+            self.ticker,
+            prepared("pcm16", 8000),
+            self.PLAN,
+            {"token": "t"},
+            "+9100",
+            "+9111",
+            chunkFrames,
+        )
+        stream.opened(self.channel)
+        return stream
+
+    def test_sequence(self) -> None:
+        stream = self.stream()
+        connected, start = self.channel.events()
+        self.assertEqual(connected, {"event": "connected"})
+        self.assertEqual(start["start"]["custom_parameters"], {"token": "t"})
+        self.assertEqual(
+            start["start"]["media_format"],
+            {"encoding": "audio/x-raw", "sample_rate": "8000", "bit_rate": "16"},
+        )
+        self.advance(stream, 0.2)
+        events = self.channel.events()[2:]
+        self.assertEqual(
+            [e["event"] for e in events],
+            ["media"] * 3 + ["dtmf", "media", "dtmf"] + ["media"] * 3 + ["stop"],
+        )
+        media = [e for e in events if e["event"] == "media"]
+        self.assertEqual([m["media"]["chunk"] for m in media], [str(i) for i in range(1, 8)])
+        self.assertEqual({len(base64.b64decode(m["media"]["payload"])) for m in media}, {320})
+        self.assertEqual(events[-1]["stop"]["reason"], "callended")
+        self.assertEndsCleanly(stream)
+
+    def test_hundredMillisecondChunks(self) -> None:
+        stream = self.stream(chunkFrames=5)
+        self.channel.clear()
+        self.advance(stream, 0.08)
+        self.assertEqual([e["event"] for e in self.channel.events()], ["dtmf", "dtmf"])
+        self.advance(stream, 0.02)
+        (media,) = [e for e in self.channel.events() if e["event"] == "media"]
+        self.assertEqual(len(base64.b64decode(media["media"]["payload"])), 1600)
+        self.assertEqual((media["media"]["chunk"], media["media"]["timestamp"]), ("1", "0"))
+        self.advance(stream, 0.1)
+        chunks = [e for e in self.channel.events() if e["event"] == "media"]
+        self.assertEqual(
+            [len(base64.b64decode(m["media"]["payload"])) for m in chunks], [1600, 640]
+        )
+        self.assertEqual(self.channel.events()[-1]["event"], "stop")
+
+    def test_marksAndClear(self) -> None:
+        stream = self.stream()
+        self.advance(stream, 0.02)
+        stream.messageReceived(exotel.encodeMedia(SID, bytes(320)).encode(), False)
+        stream.messageReceived(exotel.encodeMark(SID, "m1").encode(), False)
+        stream.messageReceived(exotel.encodeMedia(SID, bytes(100)).encode(), False)
+        stream.messageReceived(exotel.encodeMark(SID, "m2").encode(), False)
+        self.channel.clear()
+        self.advance(stream, 0.02)
+        self.assertEqual(
+            [e["mark"]["name"] for e in self.channel.events() if e["event"] == "mark"], ["m1"]
+        )
+        stream.messageReceived(exotel.encodeClear(SID).encode(), False)
+        marks = [e for e in self.channel.events() if e["event"] == "mark"]
+        self.assertEqual([m["mark"]["name"] for m in marks], ["m1", "m2"])
+        self.assertEqual((stream.counters["clears"], stream.counters["offChunkRule"]), (1, 1))
+        stream.messageReceived(b"[]", False)
+        stream.messageReceived(b"x", True)
+        self.assertEqual(stream.counters["bad"], 2)
+
+
+class AudioSocketStreamTests(StreamTestCase):
+    UUID = UUID("12345678-1234-4678-9234-567812345678")
+
+    def stream(self, plan: CallPlan | None = None) -> AudioSocketStream:
+        stream = AudioSocketStream(
+            self.clock, self.ticker, prepared("pcm16", 8000), plan or self.PLAN, self.UUID
+        )
+        stream.opened(self.channel)
+        return stream
+
+    def frames(self) -> list[Any]:
+        return audiosocket.decodeFrames(b"".join(self.channel.binaries()))
+
+    def test_sequence(self) -> None:
+        """
+        The UUID first, one 320-byte slin frame per 20 ms, DTMF as 0x03,
+        then a plain close: exactly what Asterisk sends.
+        """
+        stream = self.stream()
+        self.assertEqual(self.channel.binaries(), [b"\x01\x00\x10" + self.UUID.bytes])
+        self.advance(stream, 0.02)
+        self.assertEqual(self.channel.binaries()[1][:3], b"\x10\x01\x40")
+        self.advance(stream, 0.18)
+        frames = self.frames()
+        self.assertEqual(frames[0], audiosocket.Uuid(self.UUID))
+        kinds = [type(f).__name__ for f in frames[1:]]
+        self.assertEqual(kinds, ["Audio"] * 3 + ["Dtmf", "Audio", "Dtmf"] + ["Audio"] * 3)
+        self.assertEqual([f.digit for f in frames if isinstance(f, audiosocket.Dtmf)], ["1", "#"])
+        self.assertEqual({len(f.pcm) for f in frames if isinstance(f, audiosocket.Audio)}, {320})
+        self.assertEqual(frames[-1], audiosocket.Audio(bytes(320), 8000))
+        self.assertEndsCleanly(stream)
+
+    def test_hangupFrame(self) -> None:
+        stream = self.stream(CallPlan(linger=0))
+        self.advance(stream, 0.12)
+        self.assertEqual(self.frames()[-1], audiosocket.Audio(stream.audio.frames[-1], 8000))
+        stream = AudioSocketStream(
+            self.clock,
+            self.ticker,
+            prepared("pcm16", 8000),
+            CallPlan(linger=0, hangupFrame=True),
+            self.UUID,
+        )
+        channel = FakeChannel()
+        stream.opened(channel)
+        self.advance(stream, 0.12)
+        self.assertEqual(channel.binaries()[-1], b"\x00\x00\x00")
+
+    def test_gatewayAudioPlaysAtOnce(self) -> None:
+        stream = self.stream()
+        self.advance(stream, 0.02)
+        frame = audiosocket.encodeAudio(pcm([7] * 160), 8000)
+        stream.messageReceived(frame[:100], True)  # any TCP split
+        stream.messageReceived(frame[100:] + frame, True)
+        self.assertEqual(stream.recorder.receivedBytes, 640)
+        heard = np.frombuffer(stream.recorder.heard(), np.int16)
+        self.assertEqual(len(heard), 160)  # both at once: the second overwrote the first
+
+    def test_gatewayHangsUp(self) -> None:
+        stream = self.stream()
+        self.advance(stream, 0.02)
+        stream.messageReceived(audiosocket.encodeHangup(), True)
+        self.assertEqual(stream.failure, "the gateway hung up (0x00)")
+        self.assertEqual((stream.endedBy, self.channel.closedWith), ("gateway", (1000, "")))
+
+    def test_forbiddenFrames(self) -> None:
+        """
+        What Asterisk refuses from the server ends the call.
+        """
+        cases = [
+            audiosocket.encodeDtmf("1"),
+            audiosocket.encodeError(1),
+            audiosocket.encodeUuid(self.UUID),
+            audiosocket.encodeFrame(0x10),
+            audiosocket.encodeAudio(bytes(640), 16000),
+            b"\x10\x00\x03abc",
+        ]
+        for data in cases:
+            self.channel = FakeChannel()
+            stream = self.stream()
+            stream.messageReceived(data, True)
+            self.assertEqual(stream.counters["bad"], 1, data)
+            self.assertEqual(self.channel.closedWith, (1000, ""), data)
+            self.assertNotIn(b"\x00\x00\x00", self.channel.binaries())
+
+
+class AsteriskWsStreamTests(StreamTestCase):
+    def stream(
+        self, fmt: chanws.ControlFormat = chanws.ControlFormat.PLAIN, seconds: float = 0.1
+    ) -> AsteriskWsStream:
+        stream = AsteriskWsStream(
+            self.clock,
+            self.ticker,
+            prepared("ulaw", 8000, seconds),
+            self.PLAN,
+            fmt,
+            chanws.mediaFormat("ulaw"),
+        )
+        stream.opened(self.channel)
+        return stream
+
+    def events(self, dtmf: bool = False) -> list[chanws.Event]:
+        """
+        The control events sent (without the plan's DTMF unless asked).
+        """
+        events = [chanws.decodeEvent(t) for t in self.channel.texts()]
+        return [e for e in events if dtmf or not isinstance(e, chanws.DtmfEnd)]
+
+    def test_sequence(self) -> None:
+        stream = self.stream()
+        (start,) = self.events()
+        assert isinstance(start, chanws.MediaStart)
+        self.assertEqual(
+            (start.connectionId, start.format, start.optimalFrameSize, start.ptime),
+            ("rapida-sim", "ulaw", 160, 20),
+        )
+        self.assertEqual(start.channelId, stream.channelId)
+        self.assertTrue(self.channel.texts()[0].startswith("MEDIA_START connection_id:rapida-sim "))
+        self.advance(stream, 0.2)
+        self.assertEqual(len(self.channel.binaries()), 7)
+        self.assertEqual({len(b) for b in self.channel.binaries()}, {160})
+        self.assertEqual(
+            self.events(dtmf=True)[1:],
+            [chanws.DtmfEnd("1", stream.channelId), chanws.DtmfEnd("#", stream.channelId)],
+        )
+        self.assertEndsCleanly(stream)
+
+    def test_jsonControl(self) -> None:
+        self.stream(chanws.ControlFormat.JSON)
+        start = json.loads(self.channel.texts()[0])
+        self.assertEqual((start["event"], start["channel_variables"]), ("MEDIA_START", {}))
+
+    def test_queuePlaysOneFramePerTick(self) -> None:
+        stream = self.stream(seconds=1.0)
+        self.advance(stream, 0.02)
+        stream.messageReceived(b"\x01" * 1000, True)  # 6 frames and 40 bytes dropped
+        self.assertEqual((stream.queued, stream.counters["droppedBytes"]), (6, 40))
+        self.advance(stream, 0.04)
+        self.assertEqual(stream.queued, 4)
+        # from the first frame sent: 20 ms of nothing, then two frames played
+        self.assertEqual(len(stream.recorder.heard()), 3 * 320)
+
+    def test_bufferingAndMarks(self) -> None:
+        stream = self.stream(seconds=1.0)
+        self.advance(stream, 0.02)
+        self.channel.clear()
+        for text in ("START_MEDIA_BUFFERING", "MARK_MEDIA m0"):
+            stream.messageReceived(text.encode(), False)
+        stream.messageReceived(b"\x02" * 100, True)
+        stream.messageReceived(b"\x02" * 100, True)  # 200: one frame, 40 kept
+        self.assertEqual(stream.queued, 1)
+        stream.messageReceived(b"STOP_MEDIA_BUFFERING b1", False)  # pads the 40
+        stream.messageReceived(b"MARK_MEDIA m1", False)
+        self.assertEqual(stream.queued, 2)
+        self.advance(stream, 0.02)
+        # plain-text completion events carry only the correlation id
+        self.assertEqual(self.events(), [chanws.MediaMarkProcessed("m0")])
+        self.advance(stream, 0.04)
+        self.assertEqual(
+            self.events()[1:],
+            [chanws.MediaBufferingCompleted("b1"), chanws.MediaMarkProcessed("m1")],
+        )
+        heard = stream.recorder.heard()
+        self.assertEqual(heard[-80:], ULAW.decode(b"\xff" * 40)[-80:])
+        self.assertEqual(stream.counters["marks"], 2)
+
+    def test_flowControl(self) -> None:
+        """
+        XOFF when the queue reaches 900 frames, XON below 800, nothing
+        queued at 1000.
+        """
+        stream = self.stream(seconds=30.0)
+        self.advance(stream, 0.02)
+        for frames in (400, 400, 99):
+            stream.messageReceived(b"\x03" * 160 * frames, True)
+        self.assertEqual(self.events()[1:], [])
+        stream.messageReceived(b"\x03" * 160, True)
+        self.assertEqual(self.events()[1:], [chanws.MediaXoff(stream.channelId)])
+        stream.messageReceived(b"\x03" * 160 * 100, True)
+        stream.messageReceived(b"\x03" * 160, True)
+        self.assertEqual((stream.queued, stream.counters["droppedMessages"]), (1000, 1))
+        self.channel.clear()
+        self.advance(stream, 0.02 * 200)
+        self.assertEqual(self.events(), [])
+        self.advance(stream, 0.02)
+        self.assertEqual(self.events(), [chanws.MediaXon(stream.channelId)])
+        self.assertEqual(stream.queued, 799)
+
+    def test_flushAndStatus(self) -> None:
+        stream = self.stream(chanws.ControlFormat.JSON, seconds=1.0)
+        self.advance(stream, 0.02)
+        stream.messageReceived(b"\x03" * 1600, True)
+        stream.messageReceived(b'{"command":"MARK_MEDIA","correlation_id":"x"}', False)
+        stream.messageReceived(b'{"command":"FLUSH_MEDIA"}', False)
+        stream.messageReceived(b'{"command":"REPORT_QUEUE_DRAINED"}', False)
+        stream.messageReceived(b'{"command":"GET_STATUS"}', False)
+        status = self.events()[-1]
+        assert isinstance(status, chanws.Status)
+        self.assertEqual((status.queueLength, status.xoffLevel, status.queueFull), (0, 900, False))
+        self.advance(stream, 0.02)
+        self.assertEqual(self.events()[-1], chanws.QueueDrained(stream.channelId))
+        self.assertEqual(stream.counters["marks"], 0)
+
+    def test_pauseAndDirection(self) -> None:
+        stream = self.stream(chanws.ControlFormat.JSON, seconds=1.0)
+        self.advance(stream, 0.02)
+        stream.messageReceived(b"\x03" * 320, True)
+        stream.messageReceived(b'{"command":"PAUSE_MEDIA"}', False)
+        self.advance(stream, 0.04)
+        self.assertEqual(stream.queued, 2)
+        stream.messageReceived(b'{"command":"CONTINUE_MEDIA"}', False)
+        self.advance(stream, 0.02)
+        self.assertEqual(stream.queued, 1)
+        stream.messageReceived(b'{"command":"SET_MEDIA_DIRECTION","direction":"in"}', False)
+        stream.messageReceived(b"\x03" * 160, True)
+        self.assertEqual((stream.queued, stream.counters["droppedMessages"]), (1, 1))
+        sent = len(self.channel.binaries())
+        stream.messageReceived(b'{"command":"SET_MEDIA_DIRECTION","direction":"out"}', False)
+        self.advance(stream, 0.04)
+        self.assertEqual(len(self.channel.binaries()), sent)
+
+    def test_hangupAndBadCommands(self) -> None:
+        stream = self.stream()
+        stream.messageReceived(b"MARK_MEDIA " + b"x" * 130, False)  # ignored, no ERROR
+        self.assertEqual(self.events()[1:], [])
+        stream.messageReceived(b"{nope", False)
+        (error,) = self.events()[1:]
+        assert isinstance(error, chanws.ErrorEvent)
+        stream.messageReceived(b"FROB", False)
+        self.assertEqual((stream.counters["bad"], stream.counters["unknown"]), (2, 1))
+        stream.messageReceived(b"HANGUP", False)
+        self.assertEqual((stream.endedBy, stream.failure), ("gateway", stream.failure))
+        self.assertEqual(self.channel.closedWith, (1000, ""))
+
+    def test_oversizedMedia(self) -> None:
+        stream = self.stream()
+        stream.messageReceived(bytes(65535), True)
+        self.assertIn("1009", stream.failure or "")
+        self.assertEqual(self.channel.closedWith, (1000, ""))

@@ -231,7 +231,7 @@ async def _call(
 ) -> int:
     env = Environment(reactor)
     result = await placeCall(env, args.transport, options, audio)
-    correlation = result.correlation() if result.stream is not None else None
+    correlation = result.correlation() if result.framesReceived else None
     status = 0 if result.ok else 1
     if (
         args.min_correlation is not None

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -197,10 +197,10 @@ def _findLag(
 
 def matchEcho(
     sent: npt.NDArray[np.integer],
-    sendTimes: Sequence[float] | FloatArray,
+    sendTimes: Sequence[float] | npt.NDArray[np.floating[Any]],
     active: npt.NDArray[np.bool_],
     received: npt.NDArray[np.integer],
-    blockArrivals: FloatArray,
+    blockArrivals: npt.NDArray[np.floating[Any]],
     frame: int,
 ) -> EchoMatch:
     """
@@ -283,7 +283,9 @@ def matchEcho(
 
 
 def blockArrivals(
-    arrivals: Sequence[float] | FloatArray, payloadSamples: npt.NDArray[np.int64], frame: int
+    arrivals: Sequence[float] | npt.NDArray[np.floating[Any]],
+    payloadSamples: npt.NDArray[np.int64],
+    frame: int,
 ) -> FloatArray:
     """
     The arrival time of each C{frame}-sample block of the concatenated
@@ -297,7 +299,9 @@ def blockArrivals(
 
 
 def interArrival(
-    arrivals: Sequence[float] | FloatArray, payloadSamples: npt.NDArray[np.int64], rate: int
+    arrivals: Sequence[float] | npt.NDArray[np.floating[Any]],
+    payloadSamples: npt.NDArray[np.int64],
+    rate: int,
 ) -> tuple[FloatArray, FloatArray]:
     """
     Gaps between consecutive received payloads and their jitter: how far

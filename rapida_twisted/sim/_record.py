@@ -30,6 +30,9 @@ __all__ = ["Playout", "Recorder"]
 Int16Array = npt.NDArray[np.int16]
 _T = TypeVar("_T")
 
+#: Times this close count as equal (float sums of 20 ms steps differ).
+_SLACK = 1e-6
+
 
 class Recorder:
     """
@@ -90,7 +93,7 @@ class Recorder:
         if heard:
             start, payload, kept = heard[-1]
             width = self.format.sampleWidth
-            played = int((now - start) * self.format.rate) * width
+            played = round((now - start) * self.format.rate) * width
             if played < kept:
                 heard[-1] = (start, payload, max(0, played))
 
@@ -184,6 +187,7 @@ class Playout(Generic[_T]):
         The marks whose audio has played by C{now}, oldest first.
         """
         marks = self._marks
+        now += _SLACK
         if not marks or marks[0][0] > now:
             return []
         out = []
