@@ -153,7 +153,11 @@ class StreamClient:
     """
 
     def __init__(
-        self, harness: Harness, path: str, headers: dict[str, str] | None = None, peer: str = "127.0.0.1"
+        self,
+        harness: Harness,
+        path: str,
+        headers: dict[str, str] | None = None,
+        peer: str = "127.0.0.1",
     ):
         self.harness = harness
         _, transport = harness.raw(upgradeRequest(path, headers), peer)

@@ -151,14 +151,17 @@ class Base(SynchronousTestCase):
         self.assertEqual(response.code, 200, body)
         parts = urlsplit(json.loads(body)["url"])
         query = parse_qs(parts.query)
-        return parts.path.rsplit("/", 1)[1], parts.path + "?" + parts.query, query["token"][0], query
+        return (
+            parts.path.rsplit("/", 1)[1],
+            parts.path + "?" + parts.query,
+            query["token"][0],
+            query,
+        )
 
     def open(self, path: str, **kw: Any) -> ExotelStream:
         return ExotelStream(self.h, path, **kw)
 
-    def started(
-        self, assistant: str = "echo", **fmt: Any
-    ) -> tuple[str, ExotelStream]:
+    def started(self, assistant: str = "echo", **fmt: Any) -> tuple[str, ExotelStream]:
         contextId, path, token, _ = self.call(assistant)
         stream = self.open(path)
         self.assertEqual(stream.status, "HTTP/1.1 101 Switching Protocols")
@@ -217,9 +220,7 @@ class EchoTests(Base):
         score, _ = correlation(said, heard, rate // 40)
         self.assertGreaterEqual(score, 0.9)
         ((_, _, start),) = self.events(contextId, "start")
-        self.assertEqual(
-            (start["codec"], start["sample_rate"]), ("ulaw" if ulaw else "l16", rate)
-        )
+        self.assertEqual((start["codec"], start["sample_rate"]), ("ulaw" if ulaw else "l16", rate))
 
     def test_echoPCM8k(self) -> None:
         self.echo(8000)
@@ -608,9 +609,7 @@ class UpgradeAuthTests(SynchronousTestCase):
 
     def test_answerCarriesCredentials(self) -> None:
         h = Harness(self.CREDS)
-        _, body = h.request(
-            self, "GET", "/v1/talk/exotel/call/echo", params={"CallFrom": "0981"}
-        )
+        _, body = h.request(self, "GET", "/v1/talk/exotel/call/echo", params={"CallFrom": "0981"})
         parts = urlsplit(json.loads(body)["url"])
         self.assertEqual((parts.username, parts.password), ("exo", "s3cret"))
 
@@ -633,15 +632,14 @@ class UpgradeAuthTests(SynchronousTestCase):
             self.upgrade(toml, peer="192.0.2.7", Authorization=good).status,
             "HTTP/1.1 403 Forbidden",
         )
-        self.assertEqual(
-            self.upgrade(toml, peer="10.1.2.3").status, "HTTP/1.1 403 Forbidden"
-        )
+        self.assertEqual(self.upgrade(toml, peer="10.1.2.3").status, "HTTP/1.1 403 Forbidden")
 
 
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 

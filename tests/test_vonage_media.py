@@ -152,9 +152,7 @@ class Base(SynchronousTestCase):
         contextId, path, token, contentType = self.call(assistant, **params)
         stream = VonageStream(self.h, path)
         self.assertEqual(stream.status, "HTTP/1.1 101 Switching Protocols")
-        stream.send(
-            {"event": "websocket:connected", "content-type": contentType, "token": token}
-        )
+        stream.send({"event": "websocket:connected", "content-type": contentType, "token": token})
         return contextId, stream
 
     def context(self, contextId: str) -> Any:
@@ -470,7 +468,9 @@ class SpeakerTests(Base):
         self.assertEqual(self.session().completed, [])
         self.h.clock.advance(0.11)
         self.assertEqual(self.session().completed, ["greeting"])
-        self.assertEqual(self.events(contextId, "mark"), [("gateway", "mark", {"name": "greeting"})])
+        self.assertEqual(
+            self.events(contextId, "mark"), [("gateway", "mark", {"name": "greeting"})]
+        )
 
     def test_flowControl(self) -> None:
         """
@@ -535,8 +535,7 @@ class RESTHangupTests(Base):
             f.write(PRIVATE_PEM)
         self.keyFile = keyFile
         self.toml = ASSISTANTS + (
-            f'\n[providers.vonage]\napplication_id = "{APP_ID}"\n'
-            f'private_key_file = "{keyFile}"\n'
+            f'\n[providers.vonage]\napplication_id = "{APP_ID}"\nprivate_key_file = "{keyFile}"\n'
         )
         super().setUp()
 
@@ -561,7 +560,12 @@ class RESTHangupTests(Base):
         scheme, _, token = request["authorization"].partition(" ")
         self.assertEqual(scheme, "Bearer")
         self.assertEqual(jwt.get_unverified_header(token)["alg"], "RS256")
-        claims = jwt.decode(token, PUBLIC_PEM, algorithms=["RS256"], options={"verify_exp": False, "verify_iat": False})
+        claims = jwt.decode(
+            token,
+            PUBLIC_PEM,
+            algorithms=["RS256"],
+            options={"verify_exp": False, "verify_iat": False},
+        )
         self.assertEqual(claims["application_id"], APP_ID)
         self.assertEqual(claims["iat"], int(self.h.clock.seconds()))
         self.assertEqual(claims["exp"] - claims["iat"], 300)
@@ -639,9 +643,12 @@ class NotifyMarkTests(SynchronousTestCase):
         new = self.successResultOf(h.store.create("vonage", "echo"))
         channel = FakeChannel()
         adapter = VonageMediaAdapter(
-            channel, new.context, h.gateway, None, assistants=AssistantRegistry(
-                h.config, {}
-            ), notifyMarks=True
+            channel,
+            new.context,
+            h.gateway,
+            None,
+            assistants=AssistantRegistry(h.config, {}),
+            notifyMarks=True,
         )
         adapter._assistants = _Fixed(speaker)  # type: ignore[assignment]
         self.assertTrue(adapter.supportsMarks)
@@ -676,7 +683,12 @@ class _Fixed:
 class ApplicationJWTTests(SynchronousTestCase):
     def test_claims(self) -> None:
         token = applicationJWT(APP_ID, PRIVATE_PEM, 1_700_000_000.7, ttl=60, jti="j1")
-        claims = jwt.decode(token, PUBLIC_PEM, algorithms=["RS256"], options={"verify_exp": False, "verify_iat": False})
+        claims = jwt.decode(
+            token,
+            PUBLIC_PEM,
+            algorithms=["RS256"],
+            options={"verify_exp": False, "verify_iat": False},
+        )
         self.assertEqual(
             claims,
             {"application_id": APP_ID, "iat": 1_700_000_000, "jti": "j1", "exp": 1_700_000_060},
@@ -711,8 +723,9 @@ class ApplicationJWTTests(SynchronousTestCase):
 
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 

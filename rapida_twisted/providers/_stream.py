@@ -441,7 +441,9 @@ class StreamAdapter:
             try:
                 context = await gateway.storeOp("claim", store.claim, contextId)
             except ContextAlreadyClaimed:
-                self.refuse(CLOSE_CLAIMED, "already_claimed", "the call context was already claimed")
+                self.refuse(
+                    CLOSE_CLAIMED, "already_claimed", "the call context was already claimed"
+                )
                 return
             except ContextExpired:
                 self.refuse(

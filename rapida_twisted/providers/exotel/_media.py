@@ -151,9 +151,7 @@ class ExotelMediaAdapter(StreamAdapter):
         try:
             wire = AudioFormat("ulaw" if ulaw else "l16", start.sampleRate)
             minimum = minimumChunk(wire, self._chunkMs)
-            self.chunker = ExotelChunker(
-                minimum, max(minimum, self._maxChunk), wire.silence[:1]
-            )
+            self.chunker = ExotelChunker(minimum, max(minimum, self._maxChunk), wire.silence[:1])
         except FormatError as e:
             wire = e
         self._pcm = not ulaw

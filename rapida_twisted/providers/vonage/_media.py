@@ -105,7 +105,9 @@ def loadPrivateKey(path: str) -> bytes:
             with open(path, "rb") as f:
                 key = f.read()
         except OSError as e:
-            raise PrivateKeyError(f"cannot read the Vonage private key file: {e.strerror}") from None
+            raise PrivateKeyError(
+                f"cannot read the Vonage private key file: {e.strerror}"
+            ) from None
         _keys[path] = key
     return key
 
