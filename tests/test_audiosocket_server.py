@@ -15,13 +15,14 @@ from __future__ import annotations
 import uuid
 from typing import Any, Protocol
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from rapida_twisted.assistants import AssistantRegistry
@@ -45,17 +46,12 @@ from rapida_twisted.asterisk._audiosocket import (
     encodeFrame,
     encodeUuid,
 )
-from rapida_twisted.config import AssistantConfig, parseConfig
-from rapida_twisted.interfaces import (
-    IAssistant,
-    IAssistantSession,
-    ICallControl,
-    ICallTransport,
-)
-from rapida_twisted.media.analysis import correlation, rms, speechLike, tone
+from rapida_twisted.config import parseConfig
+from rapida_twisted.interfaces import ICallTransport
+from rapida_twisted.media.analysis import correlation, rms, speechLike
 from rapida_twisted.tap import Options, _listeners
 
-from ._web import Harness
+from ._web import Harness, Speaker
 
 SPEAKER_TOML = """
 [[assistants]]
@@ -67,58 +63,6 @@ FRAME_8K = 320
 #: one pacer slot, plus float slack (see L{AsteriskCallSuite.tick})
 TICK = 0.02 + 1e-6
 SILENCE_8K = b"\x00" * FRAME_8K
-
-
-# --- a test assistant ---------------------------------------------------------------
-
-
-@implementer(IAssistantSession)
-class SpeakerSession:
-    """
-    Says a 100 ms greeting; DTMF 0 clears, 9 hangs up, 5 says more.
-    """
-
-    def __init__(self, control: ICallControl) -> None:
-        self.control = control
-        self.completed: list[str] = []
-        self.digits: list[str] = []
-        self.ended: list[str] = []
-        self.frames = 0
-
-    def audioReceived(self, pcm: bytes) -> None:
-        self.frames += 1
-
-    def dtmfReceived(self, digit: str) -> None:
-        self.digits.append(digit)
-        if digit == "0":
-            self.control.clear()
-        elif digit == "9":
-            self.control.hangup("goodbye")
-        elif digit == "5":
-            self.control.play("more", tone(500, 0.1, 16000))
-            self.control.completeResponse("more")
-
-    def playbackCompleted(self, responseId: str) -> None:
-        self.completed.append(responseId)
-
-    def callEnded(self, reason: str) -> None:
-        self.ended.append(reason)
-
-
-@implementer(IAssistant)
-class Speaker:
-    sampleRate = 16000
-
-    def __init__(self, config: AssistantConfig) -> None:
-        self.id = config.id
-        self.sessions: list[SpeakerSession] = []
-
-    def startSession(self, details: Any, control: ICallControl) -> SpeakerSession:
-        session = SpeakerSession(control)
-        self.sessions.append(session)
-        control.play("greeting", tone(300, 0.1, 16000))
-        control.completeResponse("greeting")
-        return session
 
 
 # --- the suite both Asterisk transports share -----------------------------------------
@@ -164,17 +108,19 @@ class Peer(Protocol):
         """
 
 
-class AsteriskCallSuite:
+class AsteriskHelpers:
     """
-    The behaviour AudioSocket and chan_websocket share. A subclass is a
-    C{SynchronousTestCase} that sets C{self.h} (a L{Harness} with the
-    L{Speaker} assistant registered as C{speaker}) and defines
-    L{connect}.
+    What tests of both Asterisk transports use: the dialplan's webhook,
+    the clock, the store's rows and the error counters. Mixed into a
+    C{SynchronousTestCase} that sets C{self.h} (a L{Harness}).
     """
 
     h: Harness
     speaker: Speaker
+    #: the C{transport} label of C{rapida_protocol_errors}
     transportName = ""
+    #: ... and of the refusals counted before any call starts
+    refusalLabel = ""
 
     # provided by SynchronousTestCase
     assertEqual: Any
@@ -184,24 +130,22 @@ class AsteriskCallSuite:
     assertIn: Any
     successResultOf: Any
 
-    def connect(self, contextId: str) -> Peer:
-        raise NotImplementedError
-
     def useSpeaker(self) -> None:
-        self.speaker = Speaker(AssistantConfig(id="speaker"))
+        self.speaker = Speaker()
         self.h.gateway.assistants = AssistantRegistry(
             self.h.config, {"python": lambda config: self.speaker}
         )
 
-    def webhook(self, assistant: str = "echo") -> str:
+    def webhook(self, assistant: str = "echo", **fields: str) -> str:
         """
-        The dialplan's C{CURL()}: the context id, as text.
+        The dialplan's C{CURL()} (README "Asterisk"): the context id, as
+        text.
         """
         response, body = self.h.request(
             self,
             "POST",
             f"/v1/talk/asterisk/call/{assistant}",
-            data={"from": "+15550001", "to": "100", "channel_id": "pbx-1.42"},
+            data={"from": "+15550001", "to": "100", **fields},
         )
         self.assertEqual(response.code, 200, body)
         return str(body.decode("ascii"))
@@ -223,13 +167,30 @@ class AsteriskCallSuite:
         rows = self.successResultOf(self.h.store.listEvents(contextId, kind))
         return [(e.source, e.kind, e.payload) for e in rows]
 
-    def errorCount(self, reason: str) -> float:
+    def errorCount(self, reason: str, transport: str | None = None) -> float:
         value = self.h.gateway.metrics.registry.get_sample_value(
-            "rapida_protocol_errors_total", {"transport": self.transportName, "reason": reason}
+            "rapida_protocol_errors_total",
+            {"transport": transport or self.transportName, "reason": reason},
         )
         return 0.0 if value is None else value
 
-    # --- the shared tests ------------------------------------------------------------
+
+class AsteriskCallSuite(AsteriskHelpers):
+    """
+    The behaviour AudioSocket and chan_websocket share. A subclass is a
+    C{SynchronousTestCase} (listed before this mixin) that defines
+    C{connect(contextId) -> Peer}: the dialplan's media step after the
+    webhook.
+    """
+
+    def connect(self, contextId: str) -> Peer:
+        raise NotImplementedError
+
+    def pump(self) -> None:
+        """
+        Let the transport's playback confirmations come back (nothing to
+        do for AudioSocket).
+        """
 
     def test_echo(self) -> None:
         """
@@ -324,16 +285,10 @@ class AsteriskCallSuite:
         self.assertGreaterEqual(rms(peer.heard()), 1000)
         self.assertEqual(self.speaker.sessions[0].completed, ["greeting"])
 
-    def pump(self) -> None:
-        """
-        Let the transport's playback confirmations come back (nothing to
-        do for AudioSocket).
-        """
-
     def test_unknown_context_refused(self) -> None:
         peer = self.connect(str(uuid.uuid4()))
         self.assertTrue(peer.refused)
-        self.assertEqual(self.errorCount("unknown_context"), 1)
+        self.assertEqual(self.errorCount("unknown_context", self.refusalLabel), 1)
 
     def test_claimed_context_refused(self) -> None:
         """
@@ -429,9 +384,10 @@ class AudioSocketPeer:
         return {f.kind for f in self.read() if type(f) is Audio}
 
 
-class AudioSocketBase(SynchronousTestCase):
+class AudioSocketBase(SynchronousTestCase, AsteriskHelpers):
     toml = SPEAKER_TOML
     transportName = "audiosocket"
+    refusalLabel = "audiosocket"
     settings = AudioSocketSettings()
 
     def setUp(self) -> None:
@@ -488,35 +444,15 @@ class AudioSocketServerTests(AudioSocketBase):
     """
 
     def started(self, assistant: str = "echo") -> tuple[str, AudioSocketPeer]:
+        """
+        A call through the dialplan's steps, its first audio frame sent.
+        """
         if assistant == "speaker":
-            self.speaker = Speaker(AssistantConfig(id="speaker"))
-            self.h.gateway.assistants = AssistantRegistry(
-                self.h.config, {"python": lambda config: self.speaker}
-            )
-        response, body = self.h.request(
-            self, "POST", f"/v1/talk/asterisk/call/{assistant}", data={"from": "100"}
-        )
-        contextId = body.decode()
+            self.useSpeaker()
+        contextId = self.webhook(assistant)
         peer = self.connect(contextId)
         peer.say(SILENCE_8K)
         return contextId, peer
-
-    def context(self, contextId: str) -> Any:
-        return self.successResultOf(self.h.store.get(contextId))
-
-    def events(self, contextId: str, kind: str | None = None) -> list[tuple[str, str, Any]]:
-        rows = self.successResultOf(self.h.store.listEvents(contextId, kind))
-        return [(e.source, e.kind, e.payload) for e in rows]
-
-    def errors(self, reason: str) -> float:
-        value = self.h.gateway.metrics.registry.get_sample_value(
-            "rapida_protocol_errors_total", {"transport": "audiosocket", "reason": reason}
-        )
-        return 0.0 if value is None else value
-
-    def tick(self, n: int = 1) -> None:
-        for _ in range(n):
-            self.h.clock.advance(TICK)
 
     # --- framing and frame types ------------------------------------------------------
 
@@ -534,7 +470,7 @@ class AudioSocketServerTests(AudioSocketBase):
         UUID, audio and DTMF frames arriving in one TCP segment.
         """
         self.useSpeaker()
-        contextId = self.webhookId("speaker")
+        contextId = self.webhook("speaker")
         peer = self.open()
         peer.send(
             encodeUuid(uuid.UUID(contextId))
@@ -546,18 +482,6 @@ class AudioSocketServerTests(AudioSocketBase):
         assert session is not None
         self.assertEqual(session.stats.framesIn, 2)
         self.assertEqual(self.speaker.sessions[0].digits, ["7"])
-
-    def useSpeaker(self) -> None:
-        self.speaker = Speaker(AssistantConfig(id="speaker"))
-        self.h.gateway.assistants = AssistantRegistry(
-            self.h.config, {"python": lambda config: self.speaker}
-        )
-
-    def webhookId(self, assistant: str = "echo") -> str:
-        _, body = self.h.request(
-            self, "POST", f"/v1/talk/asterisk/call/{assistant}", data={"from": "100"}
-        )
-        return body.decode()
 
     def test_audio_frame_sizes(self) -> None:
         """
@@ -600,7 +524,7 @@ class AudioSocketServerTests(AudioSocketBase):
             ],
         )
         self.assertFalse(peer.transport.disconnecting)
-        self.assertEqual(self.errors("error_frame"), 2)
+        self.assertEqual(self.errorCount("error_frame"), 2)
 
     def test_hangup_frame(self) -> None:
         """
@@ -618,7 +542,7 @@ class AudioSocketServerTests(AudioSocketBase):
         0x12 audio (the channel driver with c(slin16)): the call runs at
         16 kHz and everything sent back is 0x12 with 640-byte frames.
         """
-        contextId = self.webhookId()
+        contextId = self.webhook()
         peer = self.open()
         peer.send(encodeUuid(uuid.UUID(contextId)))
         said = speechLike(0.5, 16000, seed=1)
@@ -636,7 +560,7 @@ class AudioSocketServerTests(AudioSocketBase):
         self.assertEqual(start["sample_rate"], 16000)
 
     def test_rate_24k(self) -> None:
-        contextId = self.webhookId()
+        contextId = self.webhook()
         peer = self.connect(contextId)
         peer.send(encodeAudio(b"\x00" * 960, 24000))
         self.tick()
@@ -648,7 +572,7 @@ class AudioSocketServerTests(AudioSocketBase):
         are refused with a reason naming what to use instead.
         """
         for rate in (12000, 32000, 44100, 48000, 96000, 192000):
-            contextId = self.webhookId()
+            contextId = self.webhook()
             peer = self.connect(contextId)
             peer.send(encodeAudio(b"\x00" * 64, rate))
             self.assertTrue(peer.refused, rate)
@@ -662,7 +586,7 @@ class AudioSocketServerTests(AudioSocketBase):
         Without audio after the claim, the call starts at 8 kHz after
         C{audioWait} (the dialplan application's rate).
         """
-        contextId = self.webhookId()
+        contextId = self.webhook()
         peer = self.connect(contextId)
         peer.dtmf("3")
         self.assertIsNone(self.call(peer).session)
@@ -679,7 +603,7 @@ class AudioSocketServerTests(AudioSocketBase):
         peer.send(encodeAudio(b"\x00" * 640, 16000))
         peer.send(encodeAudio(b"\x00" * 640, 16000))
         self.assertEqual(session.stats.framesIn, 1)
-        self.assertEqual(self.errors("rate_changed"), 1)
+        self.assertEqual(self.errorCount("rate_changed"), 1)
         self.assertFalse(peer.transport.disconnecting)
 
     # --- outbound: pacing and kinds -----------------------------------------------------
@@ -690,7 +614,7 @@ class AudioSocketServerTests(AudioSocketBase):
         quiet), whatever the assistant queued.
         """
         self.useSpeaker()
-        contextId = self.webhookId("speaker")
+        contextId = self.webhook("speaker")
         peer = self.connect(contextId)
         peer.say(SILENCE_8K)
         sent = len(peer.read())
@@ -712,7 +636,7 @@ class AudioSocketServerTests(AudioSocketBase):
         skipped, and sending resumes at one per tick.
         """
         self.useSpeaker()
-        contextId = self.webhookId("speaker")
+        contextId = self.webhook("speaker")
         peer = self.connect(contextId)
         peer.say(SILENCE_8K)
         sent = len(peer.read())
@@ -728,7 +652,7 @@ class AudioSocketServerTests(AudioSocketBase):
         and audio kinds go to Asterisk.
         """
         self.useSpeaker()
-        contextId = self.webhookId("speaker")
+        contextId = self.webhook("speaker")
         peer = self.connect(contextId)
         peer.say(SILENCE_8K)
         peer.send(encodeError(1))
@@ -746,7 +670,7 @@ class AudioSocketServerTests(AudioSocketBase):
         Barge-in: the next tick is silence (nothing is queued in Asterisk).
         """
         self.useSpeaker()
-        contextId = self.webhookId("speaker")
+        contextId = self.webhook("speaker")
         peer = self.connect(contextId)
         peer.say(SILENCE_8K)
         self.tick()
@@ -767,7 +691,7 @@ class AudioSocketServerTests(AudioSocketBase):
 
     def assertRefused(self, peer: AudioSocketPeer, code: str, contextId: str | None = None) -> None:
         self.assertTrue(peer.closedByGateway, "not closed with 0x00")
-        self.assertEqual(self.errors(code), 1, code)
+        self.assertEqual(self.errorCount(code), 1, code)
         if contextId is not None:
             self.assertIn(code, [p["code"] for _, _, p in self.events(contextId, "error")])
 
@@ -819,7 +743,7 @@ class AudioSocketServerTests(AudioSocketBase):
         contextId, peer = self.started()
         peer.send(encodeAudio(SILENCE_8K)[:100])
         peer.hangUp()
-        self.assertEqual(self.errors("truncated"), 1)
+        self.assertEqual(self.errorCount("truncated"), 1)
         self.assertIn("truncated", [p["code"] for _, _, p in self.events(contextId, "error")])
         self.assertEqual(self.context(contextId).status, "completed")
 
@@ -827,7 +751,7 @@ class AudioSocketServerTests(AudioSocketBase):
         contextId, peer = self.started()
         peer.send(encodeFrame(0x02))
         peer.send(encodeAudio(SILENCE_8K) + b"\xee\xee")
-        self.assertEqual(self.errors("unknown_kind"), 1)
+        self.assertEqual(self.errorCount("unknown_kind"), 1)
         self.assertEqual(len(self.events(contextId, "error")), 1)
 
     def test_other_calls_unaffected(self) -> None:
@@ -893,7 +817,7 @@ class AudioSocketServerTests(AudioSocketBase):
         self.assertFalse(first.transport.disconnecting)
 
     def test_store_down_refused(self) -> None:
-        contextId = self.webhookId()
+        contextId = self.webhook()
         self.h.store.unavailable = True
         peer = self.connect(contextId)
         self.assertRefused(peer, "store_unavailable")
@@ -918,7 +842,7 @@ class AudioSocketServerTests(AudioSocketBase):
         """
         self.useSpeaker()
         waiting = self.slowClaim()
-        contextId = self.webhookId("speaker")
+        contextId = self.webhook("speaker")
         peer = self.connect(contextId)
         peer.dtmf("1")
         peer.say(SILENCE_8K)
@@ -932,7 +856,7 @@ class AudioSocketServerTests(AudioSocketBase):
 
     def test_held_frames_bounded(self) -> None:
         waiting = self.slowClaim()
-        contextId = self.webhookId()
+        contextId = self.webhook()
         peer = self.connect(contextId)
         for _ in range(self.settings.maxHeld + 10):
             peer.say(SILENCE_8K)
@@ -945,7 +869,7 @@ class AudioSocketServerTests(AudioSocketBase):
 
     def test_closed_during_claim(self) -> None:
         waiting = self.slowClaim()
-        contextId = self.webhookId()
+        contextId = self.webhook()
         peer = self.connect(contextId)
         peer.hangUp()
         waiting.pop().callback(None)
@@ -956,7 +880,7 @@ class AudioSocketServerTests(AudioSocketBase):
 
     def test_garbage_during_claim(self) -> None:
         waiting = self.slowClaim()
-        contextId = self.webhookId()
+        contextId = self.webhook()
         peer = self.connect(contextId)
         peer.send(encodeFrame(0x02))
         self.assertTrue(peer.closedByGateway)
@@ -968,7 +892,7 @@ class AudioSocketServerTests(AudioSocketBase):
         )
 
     def test_unknown_assistant(self) -> None:
-        contextId = self.webhookId("speaker")
+        contextId = self.webhook("speaker")
         # the assistant was removed from the configuration meanwhile
         self.h.gateway.assistants = AssistantRegistry(parseConfig("", {}))
         peer = self.connect(contextId)
@@ -1005,6 +929,43 @@ class AudioSocketServerTests(AudioSocketBase):
         peer.hangUp()
         self.assertEqual(self.h.clock.getDelayedCalls(), [])
         self.assertEqual(self.factory.connections, 0)
+
+
+class FuzzTests(AudioSocketBase):
+    """
+    Whatever follows the UUID, nothing escapes the protocol: the call
+    goes on or is closed with 0x00, and only sendable kinds are written.
+    """
+
+    @settings(max_examples=80, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=700),
+                st.builds(
+                    encodeFrame,
+                    st.sampled_from([0x00, 0x02, 0x03, 0x10, 0x12, 0x13, 0x16, 0xFF]),
+                    st.binary(max_size=700),
+                ),
+                st.sampled_from([encodeAudio(SILENCE_8K), encodeDtmf("9"), encodeDtmf("0")]),
+            ),
+            max_size=20,
+        )
+    )
+    def test_fuzz(self, chunks: list[bytes]) -> None:
+        self.setUp()
+        self.useSpeaker()
+        peer = self.connect(self.webhook("speaker"))
+        for chunk in chunks:
+            peer.send(chunk)
+            self.h.clock.advance(TICK)
+        frames = peer.read()
+        kinds = {f.kind if type(f) is Audio else 0 for f in frames}
+        self.assertTrue(kinds <= SENDABLE_TO_ASTERISK)
+        if peer.transport.disconnecting:
+            self.assertEqual(frames[-1], Hangup())
+        peer.hangUp()
+        self.assertEqual(self.flushLoggedErrors(), [])
 
 
 class ByteByByteTests(AudioSocketServerTests):

@@ -7,6 +7,8 @@ UUID or in the chan_websocket URL.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..config import AssistantConfig
 from ..providers._base import Answer, BaseProvider, CallInfo, StatusUpdate, WebhookRequest, required
 from ..store._model import CallContext
@@ -48,3 +50,18 @@ class AsteriskProvider(BaseProvider):
             reason=fields.get("reason", "") if outcome == "failed" else "",
             channel_uuid=fields.get("channel_id", ""),
         )
+
+    def mediaAdapter(self) -> Any:
+        """
+        The factory of chan_websocket adapters:
+        C{factory(channel, context, gateway, request)}, with the gateway's
+        assistants. (AudioSocket is a TCP listener of its own.)
+        """
+        from ._media import ChanWebSocketAdapter
+
+        def build(channel: Any, context: Any, gateway: Any, request: Any) -> ChanWebSocketAdapter:
+            return ChanWebSocketAdapter(
+                channel, context, gateway, request, assistants=gateway.assistants
+            )
+
+        return build
