@@ -15,9 +15,16 @@ from typing import Any
 from uuid import UUID
 
 import numpy as np
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from rapida_twisted.asterisk import _audiosocket as audiosocket
@@ -27,6 +34,7 @@ from rapida_twisted.media.analysis import correlation, speechLike, tone
 from rapida_twisted.providers.exotel import _codec as exotel
 from rapida_twisted.providers.twilio import _codec as twilio
 from rapida_twisted.providers.twilio._codec import ProtocolError
+from rapida_twisted.providers.twilio._webhook import validTwilioSignature
 from rapida_twisted.providers.vonage import _codec as vonage
 from rapida_twisted.sim._analysis import (
     blockArrivals,
@@ -38,25 +46,44 @@ from rapida_twisted.sim._analysis import (
 )
 from rapida_twisted.sim._asterisk import AsteriskWsStream, AudioSocketStream
 from rapida_twisted.sim._audio import (
+    AudioSource,
     PreparedAudio,
     WavFormatError,
     loopTo,
     readWav,
     resample,
-    sourceSignal,
     wireFormat,
     writeWav,
 )
-from rapida_twisted.sim._base import CallPlan, MediaStream
-from rapida_twisted.sim._exotel import ExotelStream
+from rapida_twisted.sim._base import (
+    CallOptions,
+    CallPlan,
+    CallResult,
+    HandshakeError,
+    MediaStream,
+    SimError,
+    WebhookError,
+)
+from rapida_twisted.sim._exotel import ExotelStream, parseStreamURL
+from rapida_twisted.sim._load import TRANSPORTS
+from rapida_twisted.sim._net import (
+    Environment,
+    _AudioSocketProtocol,
+    _StreamClientFactory,
+    wsURL,
+)
 from rapida_twisted.sim._record import Playout, Recorder
 from rapida_twisted.sim._ticker import FrameClock, Ticker
-from rapida_twisted.sim._twilio import TwilioStream
-from rapida_twisted.sim._vonage import VonageStream
+from rapida_twisted.sim._twilio import TwilioCall, TwilioStream, parseTwiml
+from rapida_twisted.sim._vonage import VonageStream, parseNcco, signedWebhook
+from rapida_twisted.store._model import tokenMatches
+
+from ._web import Harness
 
 SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
 CALL = "CA18ad3ab5a668481ce02b83e7395059f0"
 ACCOUNT = "AC18ad3ab5a668481ce02b83e7395059f0"
+VONAGE_SECRET = "vonage-signature-secret-0123456789"
 ULAW_BYTES = bytes(range(96, 256))
 
 
@@ -437,15 +464,27 @@ class AudioTests(SynchronousTestCase):
         self.assertRaises(WavFormatError, readWav, junk)
         self.assertRaises(OSError, readWav, self.mktemp())
 
-    def test_sourceSignal(self) -> None:
+    def test_audioSource(self) -> None:
         path = self.mktemp()
         writeWav(path, tone(440, 0.25, 44100), 44100)
-        signal = sourceSignal(8000, path)
-        self.assertAlmostEqual(len(signal) / 16000, 0.25, delta=0.002)
-        looped = sourceSignal(8000, path, seconds=1.0)
-        self.assertEqual(len(looped), 16000)
-        self.assertEqual(len(sourceSignal(16000)), 2 * 16000 * 5)  # the default 5 s
-        self.assertEqual(sourceSignal(8000, seconds=0.5, seed=4), speechLike(0.5, 8000, seed=4))
+        ulaw, slin16 = wireFormat("ulaw", 8000), wireFormat("pcm16", 16000)
+        source = AudioSource(path)
+        audio = source.prepared(ulaw)
+        self.assertIs(source.prepared(ulaw), audio)  # once per format
+        self.assertEqual(len(audio), 13)  # 0.25 s, the last frame padded
+        self.assertEqual(len(source.prepared(slin16)), 13)
+        looped = AudioSource(path, seconds=1.0).prepared(slin16)
+        self.assertEqual(len(looped), 50)
+        generated = AudioSource(seed=4)
+        self.assertEqual(len(generated.prepared(ulaw)), 250)  # the default 5 s
+        self.assertEqual(
+            AudioSource(seconds=0.5, seed=4).prepared(slin16).frames[0],
+            speechLike(0.5, 16000, seed=4)[:640],
+        )
+        fixed = AudioSource(fixed=audio)
+        self.assertIs(fixed.prepared(ulaw), audio)
+        self.assertRaises(ValueError, fixed.prepared, slin16)
+        self.assertRaises(WavFormatError, AudioSource, __file__)
 
     def test_resampleAndLoop(self) -> None:
         self.assertEqual(len(resample(bytes(2 * 44100), 44100, 8000)), 2 * 8000)
@@ -1263,3 +1302,380 @@ class AsteriskWsStreamTests(StreamTestCase):
         stream.messageReceived(bytes(65535), True)
         self.assertIn("1009", stream.failure or "")
         self.assertEqual(self.channel.closedWith, (1000, ""))
+
+
+# ---------------------------------------------------------------------------
+# Webhook to stream, against the real routes in memory
+# ---------------------------------------------------------------------------
+
+
+class EchoChannel(FakeChannel):
+    """
+    A fake media connection whose far end is an echo gateway: audio sent
+    comes straight back (Twilio and Vonage framing); a close is answered.
+    """
+
+    def __init__(self, stream: MediaStream) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def sendText(self, text: str) -> None:
+        super().sendText(text)
+        obj = json.loads(text)
+        if obj.get("event") == "media" and "streamSid" in obj:
+            payload = base64.b64decode(obj["media"]["payload"])
+            self.stream.messageReceived(
+                twilio.encodeMedia(obj["streamSid"], payload).encode(), False
+            )
+
+    def sendBinary(self, data: bytes) -> None:
+        super().sendBinary(data)
+        self.stream.messageReceived(data, True)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        first = self.closedWith is None
+        super().close(code, reason)
+        if first:
+            self.stream.closed(code, reason)
+
+
+class FakeConnector:
+    """
+    A L{Connector} that opens every connection at once on a channel.
+    """
+
+    def __init__(self, channel: Callable[[MediaStream], FakeChannel] = lambda s: FakeChannel()):
+        self.makeChannel = channel
+        self.opened: list[tuple[str, Any, Any, MediaStream, FakeChannel]] = []
+
+    def webSocket(
+        self, url: str, headers: Any, stream: MediaStream, timeout: float
+    ) -> Deferred[None]:
+        channel = self.makeChannel(stream)
+        self.opened.append(("ws", url, dict(headers), stream, channel))
+        stream.opened(channel)
+        return succeed(None)
+
+    def tcp(self, host: str, port: int, stream: MediaStream, timeout: float) -> Deferred[None]:
+        channel = self.makeChannel(stream)
+        self.opened.append(("tcp", host, port, stream, channel))
+        stream.opened(channel)
+        return succeed(None)
+
+
+class CallSetupTests(SynchronousTestCase):
+    """
+    Each transport's webhook and connection, through the gateway's real
+    routes (StubTreq, memory store) and a fake connector.
+    """
+
+    GATEWAY = "https://gw.example.com"
+
+    def setUp(self) -> None:
+        self.h = Harness(
+            '[providers.exotel]\nstream_username = "u ser"\nstream_password = "p@ss"\n',
+            environ={"TWILIO_AUTH_TOKEN": "tw-secret", "VONAGE_SIGNATURE_SECRET": VONAGE_SECRET},
+        )
+        self.clock = self.h.clock
+        self.connector = FakeConnector()
+        self.env = Environment(self.clock, self.h.treq, Ticker(self.clock), self.connector)
+        # Vonage's JWT freshness is checked against this clock, not the wall
+        self.h.gateway.providers["vonage"].now = self.clock.seconds
+
+    def options(self, **kw: Any) -> CallOptions:
+        kw.setdefault("plan", CallPlan(linger=0.0))
+        return CallOptions(self.GATEWAY, **kw)
+
+    def connect(self, transport: str, options: CallOptions) -> tuple[CallResult, Deferred[Any]]:
+        call = TRANSPORTS[transport](self.env, options, AudioSource(seconds=0.04))
+        d = Deferred.fromCoroutine(call.connect(call.result))
+        for _ in range(5):
+            self.h.treq.flush()
+        return call.result, d
+
+    def test_twilioSigned(self) -> None:
+        result, d = self.connect("twilio", self.options(authToken="tw-secret"))
+        stream = self.successResultOf(d)
+        assert isinstance(stream, TwilioStream)
+        (context,) = self.h.contexts(self)
+        self.assertEqual(result.contextId, context.context_id)
+        self.assertTrue(tokenMatches(context, stream.parameters["token"]))
+        self.assertEqual((context.caller, context.channel_uuid), ("+15551230000", stream.callSid))
+        kind, url, headers, _, _ = self.connector.opened[0]
+        self.assertEqual(url, f"wss://gw.example.com/v1/talk/twilio/ctx/{context.context_id}")
+        self.assertTrue(validTwilioSignature("tw-secret", headers["X-Twilio-Signature"], url, {}))
+
+    def test_twilioUnsignedRefused(self) -> None:
+        _, d = self.connect("twilio", self.options())
+        error = self.failureResultOf(d, WebhookError).value
+        self.assertEqual(
+            str(error), "webhook answered 403 signature_missing: X-Twilio-Signature is missing"
+        )
+
+    def test_twilioTokenOverride(self) -> None:
+        _, d = self.connect("twilio", self.options(authToken="tw-secret", token="wrong"))
+        stream = self.successResultOf(d)
+        assert isinstance(stream, TwilioStream)
+        self.assertEqual(stream.parameters["token"], "wrong")
+
+    def test_unknownAssistant(self) -> None:
+        _, d = self.connect("twilio", self.options(authToken="tw-secret", assistant="nobody"))
+        self.assertIn("404 unknown_assistant", str(self.failureResultOf(d, WebhookError).value))
+
+    def test_vonage(self) -> None:
+        result, d = self.connect("vonage", self.options(signatureSecret=VONAGE_SECRET))
+        stream = self.successResultOf(d)
+        assert isinstance(stream, VonageStream)
+        (context,) = self.h.contexts(self)
+        self.assertEqual(stream.contentType, "audio/l16;rate=16000")
+        self.assertTrue(tokenMatches(context, stream.headers["token"]))
+        self.assertEqual(stream.headers["context_id"], context.context_id)
+        kind, url, headers, _, _ = self.connector.opened[0]
+        self.assertEqual(
+            (url, headers), (f"wss://gw.example.com/v1/talk/vonage/ctx/{context.context_id}", {})
+        )
+
+    def test_vonageSignatureAndRate(self) -> None:
+        _, d = self.connect("vonage", self.options(signatureSecret="w" * 32))
+        self.assertIn("403 bad_signature", str(self.failureResultOf(d, WebhookError).value))
+        _, d = self.connect("vonage", self.options(signatureSecret=VONAGE_SECRET, rate=8000))
+        stream = self.successResultOf(d)
+        self.assertEqual(stream.audio.format.rate, 16000)  # the NCCO decides
+
+    def test_exotel(self) -> None:
+        result, d = self.connect("exotel", self.options())
+        stream = self.successResultOf(d)
+        assert isinstance(stream, ExotelStream)
+        (context,) = self.h.contexts(self)
+        kind, url, headers, _, _ = self.connector.opened[0]
+        self.assertTrue(
+            url.startswith(f"wss://gw.example.com/v1/talk/exotel/ctx/{context.context_id}?token=")
+        )
+        self.assertEqual(
+            headers["Authorization"], "Basic " + base64.b64encode(b"u ser:p@ss").decode()
+        )
+        self.assertTrue(tokenMatches(context, stream.customParameters["token"]))
+        self.assertNotIn("sample-rate", stream.customParameters)
+        self.assertEqual(stream.audio.format.rate, 16000)  # the URL's sample-rate decides
+        _, d = self.connect("exotel", self.options(username="me", password="pw", token="t2"))
+        stream = self.successResultOf(d)
+        kind, url, headers, _, _ = self.connector.opened[1]
+        self.assertEqual(headers["Authorization"], "Basic " + base64.b64encode(b"me:pw").decode())
+        self.assertIn("token=t2", url)
+
+    def test_audiosocket(self) -> None:
+        result, d = self.connect("audiosocket", self.options(audiosocketPort=4999))
+        stream = self.successResultOf(d)
+        assert isinstance(stream, AudioSocketStream)
+        (context,) = self.h.contexts(self)
+        self.assertEqual(str(stream.uuid), context.context_id)
+        self.assertEqual(self.connector.opened[0][:3], ("tcp", "gw.example.com", 4999))
+        self.assertEqual(context.caller, "+15551230000")
+
+    def test_asteriskWs(self) -> None:
+        result, d = self.connect("asterisk-ws", self.options(codec="slin16", controlFormat="json"))
+        stream = self.successResultOf(d)
+        assert isinstance(stream, AsteriskWsStream)
+        (context,) = self.h.contexts(self)
+        self.assertEqual(
+            self.connector.opened[0][1],
+            f"wss://gw.example.com/v1/talk/asterisk/ctx/{context.context_id}",
+        )
+        self.assertEqual((stream.mediaFormat.name, stream.frameSize), ("slin16", 640))
+        start = json.loads(self.connector.opened[0][4].texts()[0])
+        self.assertEqual((start["format"], start["optimal_frame_size"]), ("slin16", 640))
+
+    def test_audioInAnotherFormat(self) -> None:
+        source = AudioSource(fixed=PreparedAudio(wireFormat("pcm16", 8000), b""))
+        call = TwilioCall(self.env, self.options(authToken="tw-secret"), source)
+        d = Deferred.fromCoroutine(call.connect(call.result))
+        for _ in range(5):
+            self.h.treq.flush()
+        self.assertIn("not WireFormat(codec='ulaw'", str(self.failureResultOf(d, SimError).value))
+
+
+class AnswerParsingTests(SynchronousTestCase):
+    """
+    The webhook answers each transport reads, and what it refuses.
+    """
+
+    def test_twiml(self) -> None:
+        body = (
+            b'<?xml version="1.0"?><Response><Connect><Stream url="wss://h/x">'
+            b'<Parameter name="token" value="t"/><Parameter name="a" value=""/>'
+            b"</Stream></Connect></Response>"
+        )
+        self.assertEqual(parseTwiml(body), ("wss://h/x", {"token": "t", "a": ""}))
+        for bad in (
+            b"<Response>",
+            b"<Response><Say>hi</Say></Response>",
+            b'<!DOCTYPE x [<!ENTITY a "b">]><Response/>',
+            b"{}",
+        ):
+            self.assertRaises(WebhookError, parseTwiml, bad)
+
+    def test_ncco(self) -> None:
+        ncco = [
+            {"action": "talk", "text": "hi"},
+            {
+                "action": "connect",
+                "endpoint": [
+                    {"type": "phone", "number": "1"},
+                    {"type": "websocket", "uri": "wss://h/x", "headers": {"token": "t"}},
+                ],
+            },
+        ]
+        self.assertEqual(
+            parseNcco(json.dumps(ncco).encode()),
+            ("wss://h/x", "audio/l16;rate=16000", {"token": "t"}),
+        )
+        for bad in (
+            b"[",
+            b"{}",
+            b"[1]",
+            b'[{"action":"connect","endpoint":[{"type":"websocket"}]}]',
+        ):
+            self.assertRaises(WebhookError, parseNcco, bad)
+
+    def test_exotelURL(self) -> None:
+        self.assertEqual(
+            parseStreamURL(b'{"url": "wss://k%40y:s%3Ac@h:8443/p?token=t&sample-rate=16000"}'),
+            (
+                "wss://h:8443/p?token=t&sample-rate=16000",
+                {"token": "t", "sample-rate": "16000"},
+                ("k@y", "s:c"),
+            ),
+        )
+        self.assertEqual(parseStreamURL(b'{"url": "ws://[::1]/p"}'), ("ws://[::1]/p", {}, None))
+        for bad in (b"[]", b'{"url": 5}', b'{"url": "https://h/p"}', b"nope"):
+            self.assertRaises(WebhookError, parseStreamURL, bad)
+
+    def test_signedVonageWebhook(self) -> None:
+        from rapida_twisted.providers.vonage._webhook import verifyVonageJWT
+
+        header = signedWebhook(VONAGE_SECRET, 1_800_000_000.0, b'{"a":1}')
+        claims = verifyVonageJWT(VONAGE_SECRET, header, b'{"a":1}', 1_800_000_010.0)
+        self.assertEqual(claims["iss"], "Vonage")
+
+    def test_wsURL(self) -> None:
+        self.assertEqual(wsURL("http://h:8080/", "/v1/x"), "ws://h:8080/v1/x")
+        self.assertEqual(wsURL("https://h/base", "/v1/x"), "wss://h/base/v1/x")
+
+
+class AutobahnAdapterTests(SynchronousTestCase):
+    """
+    The real Autobahn client protocol, against an Autobahn server in
+    memory (iosim).
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.received: list[bytes] = []
+        self.requests: list[Any] = []
+        test = self
+
+        class Server(WebSocketServerProtocol):
+            def onConnect(self, request: Any) -> None:
+                test.requests.append(request)
+
+            def onMessage(self, payload: bytes, isBinary: bool) -> None:
+                test.received.append(payload)
+                if b'"start"' in payload:
+                    test.server = self
+
+        self.serverFactory = WebSocketServerFactory(reactor=self.clock)
+        self.serverFactory.protocol = Server
+        self.stream = TwilioStream(
+            self.clock, Ticker(self.clock, slots=1), prepared(), CallPlan(linger=0), {"token": "t"}
+        )
+        self.ready: Deferred[None] = Deferred()
+        factory = _StreamClientFactory(
+            "ws://gw.example.com/v1/talk/twilio/ctx/x",
+            {"X-Twilio-Signature": "sig"},
+            self.clock,
+            self.stream,
+            self.ready,
+        )
+        factory.setProtocolOptions(perMessageCompressionOffers=[])
+        self.client, _, self.pump = iosim.connectedServerAndClient(
+            lambda: self.serverFactory.buildProtocol(None),
+            lambda: factory.buildProtocol(None),
+            clock=self.clock,
+        )
+        self.pump.flush()
+
+    def test_callOverWebSocket(self) -> None:
+        self.successResultOf(self.ready)
+        (request,) = self.requests
+        self.assertEqual(request.headers["x-twilio-signature"], "sig")
+        self.assertNotIn("sec-websocket-extensions", request.headers)
+        for _ in range(8):
+            self.clock.advance(0.02)
+            self.pump.flush()
+        events = [json.loads(p)["event"] for p in self.received]
+        self.assertEqual(events, ["connected", "start"] + ["media"] * 5 + ["stop"])
+        self.successResultOf(self.stream.done)
+        self.assertEqual((self.stream.failure, self.stream.closeCode), (None, 1000))
+
+    def test_gatewayCloses(self) -> None:
+        self.server.sendMessage(twilio.encodeMark("MZ1", "m").encode())
+        self.server.sendClose(4403, "token does not match")
+        self.pump.flush()
+        self.successResultOf(self.stream.done)
+        self.assertEqual(self.stream.closeCode, 4403)
+        self.assertEqual(self.stream.counters["marks"], 1)
+        self.assertIn("4403: token does not match", self.stream.failure or "")
+
+    def test_handshakeRefused(self) -> None:
+        """
+        An upgrade refused with an HTTP status fails the connection attempt
+        with that status and the gateway's JSON reason.
+        """
+
+        class Refuse(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                assert self.transport is not None
+                body = b'{"error": {"code": "already_claimed", "message": "claimed"}}'
+                self.transport.write(
+                    b"HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\n\r\n" + body
+                )
+                self.transport.loseConnection()
+
+        stream = TwilioStream(self.clock, Ticker(self.clock), prepared(), CallPlan(), {})
+        ready: Deferred[None] = Deferred()
+        factory = _StreamClientFactory("ws://h/x", {}, self.clock, stream, ready)
+        _, _, pump = iosim.connectedServerAndClient(
+            Refuse, lambda: factory.buildProtocol(None), clock=self.clock
+        )
+        pump.flush()
+        error = self.failureResultOf(ready, HandshakeError).value
+        self.assertEqual(
+            str(error),
+            "media upgrade failed: WebSocket connection upgrade failed [409]: Conflict"
+            " already_claimed: claimed",
+        )
+        self.assertNoResult(stream.done)
+
+
+class AudioSocketAdapterTests(SynchronousTestCase):
+    """
+    The AudioSocket TCP protocol feeding its stream.
+    """
+
+    def test_adapter(self) -> None:
+        clock = Clock()
+        uuid = UUID(int=7)
+        stream = AudioSocketStream(clock, Ticker(clock), prepared("pcm16"), CallPlan(), uuid)
+        proto = _AudioSocketProtocol(stream)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        self.assertEqual(transport.value(), audiosocket.encodeUuid(uuid))
+        proto.dataReceived(audiosocket.encodeAudio(bytes(320)))
+        self.assertEqual(stream.recorder.receivedBytes, 320)
+        self.assertRaises(TypeError, proto.sendText, "x")
+        proto.close()
+        self.assertTrue(transport.disconnecting)
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.successResultOf(stream.done)
+        self.assertEqual(stream.endedBy, "gateway")

@@ -21,12 +21,12 @@ from typing import Any, TextIO
 
 from twisted.internet import defer, task
 
-from ._audio import PreparedAudio, writeWav
+from ._audio import AudioSource, writeWav
 from ._base import CallOptions, CallPlan, CallResult
-from ._load import TRANSPORTS, LoadProgress, isTerminal, placeCall, prepareAudio, runLoad
+from ._load import TRANSPORTS, LoadProgress, audioSource, isTerminal, placeCall, runLoad
 from ._net import Environment
 
-__all__ = ["buildParser", "callOptions", "main"]
+__all__ = ["buildParser", "callOptions", "main", "runCall", "runLoadCommand"]
 
 #: Sample rate of the WAV written by C{--out}.
 OUT_RATE = 16000
@@ -226,11 +226,19 @@ def callLines(result: CallResult, correlation: tuple[float, float] | None) -> li
     return out
 
 
-async def _call(
-    reactor: Any, args: argparse.Namespace, options: CallOptions, audio: PreparedAudio, out: TextIO
+async def runCall(
+    env: Environment,
+    args: argparse.Namespace,
+    options: CallOptions,
+    source: AudioSource,
+    out: TextIO,
 ) -> int:
-    env = Environment(reactor)
-    result = await placeCall(env, args.transport, options, audio)
+    """
+    C{rapida-sim call}: place the call, print its summary, write C{--out}.
+
+    @return: the exit status.
+    """
+    result = await placeCall(env, args.transport, options, source)
     correlation = result.correlation() if result.framesReceived else None
     status = 0 if result.ok else 1
     if (
@@ -259,15 +267,20 @@ async def _call(
     return status
 
 
-async def _load(
-    reactor: Any,
+async def runLoadCommand(
+    env: Environment,
     args: argparse.Namespace,
     options: CallOptions,
-    audio: PreparedAudio,
+    source: AudioSource,
     out: TextIO,
     err: TextIO,
 ) -> int:
-    env = Environment(reactor)
+    """
+    C{rapida-sim load}: run the calls (a progress line on C{err} when it
+    is a terminal), print the report.
+
+    @return: the exit status.
+    """
     progress = None
     if isTerminal(err) and not args.json:
 
@@ -275,7 +288,7 @@ async def _load(
             err.write("\r\x1b[2K" + state.line())
             err.flush()
 
-    report = await runLoad(env, args.transport, options, audio, args.calls, args.ramp, progress)
+    report = await runLoad(env, args.transport, options, source, args.calls, args.ramp, progress)
     if progress is not None:
         err.write("\n")
     if args.json:
@@ -296,16 +309,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         options = callOptions(args)
-        audio = prepareAudio(args.transport, options, args.wav, args.duration, args.seed)
+        source = audioSource(args.transport, options, args.wav, args.duration, args.seed)
     except (OSError, ValueError) as e:
         parser.error(str(e))
     outcome: list[int] = []
 
     async def run(reactor: Any) -> None:
+        env = Environment(reactor)
         if args.command == "call":
-            outcome.append(await _call(reactor, args, options, audio, sys.stdout))
+            outcome.append(await runCall(env, args, options, source, sys.stdout))
         else:
-            outcome.append(await _load(reactor, args, options, audio, sys.stdout, sys.stderr))
+            outcome.append(await runLoadCommand(env, args, options, source, sys.stdout, sys.stderr))
 
     try:
         task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor)))

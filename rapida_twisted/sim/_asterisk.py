@@ -153,7 +153,9 @@ class AudioSocketCall(SimCall):
         options, env = self.options, self.env
         contextId = await _contextId(self)
         result.contextId = contextId
-        stream = AudioSocketStream(env.clock, env.ticker, self.audio, options.plan, UUID(contextId))
+        stream = AudioSocketStream(
+            env.clock, env.ticker, self.audio(), options.plan, UUID(contextId)
+        )
         result.stream = stream
         host = options.audiosocketHost or urlsplit(options.gateway).hostname or "127.0.0.1"
         await env.connector.tcp(host, options.audiosocketPort, stream, options.timeout)
@@ -384,7 +386,7 @@ class AsteriskWsCall(SimCall):
         stream = AsteriskWsStream(
             env.clock,
             env.ticker,
-            self.audio,
+            self.audio(),
             options.plan,
             control,
             chanws.mediaFormat(options.codec),

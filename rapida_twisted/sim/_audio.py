@@ -23,13 +23,13 @@ from ..providers.twilio._codec import base64Text
 
 __all__ = [
     "FRAME_SECONDS",
+    "AudioSource",
     "PreparedAudio",
     "WavFormatError",
     "WireFormat",
     "loopTo",
     "readWav",
     "resample",
-    "sourceSignal",
     "wireFormat",
     "writeWav",
 ]
@@ -104,25 +104,6 @@ def loopTo(pcm: bytes, size: int) -> bytes:
         return bytes(size)
     repeats = -(-size // len(pcm))
     return (pcm * repeats)[:size]
-
-
-def sourceSignal(
-    rate: int, wav: str | None = None, seconds: float | None = None, seed: int = 0
-) -> bytes:
-    """
-    What the caller says, as 16-bit PCM at C{rate}: the WAV file resampled,
-    or a generated speech-like signal; looped or cut to C{seconds} when
-    given (else the file's length, or L{DEFAULT_SECONDS}).
-
-    @raise WavFormatError: see L{readWav}.
-    """
-    if wav is None:
-        return speechLike(DEFAULT_SECONDS if seconds is None else seconds, rate, seed=seed)
-    pcm, fileRate = readWav(wav)
-    pcm = resample(pcm, fileRate, rate)
-    if seconds is not None:
-        pcm = loopTo(pcm, 2 * round(seconds * rate))
-    return pcm
 
 
 @dataclass(frozen=True)
@@ -275,3 +256,56 @@ class PreparedAudio:
         if self._silence64 is None:
             self._silence64 = base64Text(self.format.silence)
         return self._silence64
+
+
+class AudioSource:
+    """
+    What simulated callers say, prepared for each wire format on first
+    use and then shared (a transport may learn its format only from the
+    gateway's answer: a Vonage NCCO's rate, an Exotel URL's C{sample-rate}).
+
+    Either a WAV file (resampled to each rate, looped or cut to
+    C{seconds}), a generated speech-like signal (made at each rate from
+    the same seed), or one fixed L{PreparedAudio}.
+    """
+
+    def __init__(
+        self,
+        wav: str | None = None,
+        seconds: float | None = None,
+        seed: int = 0,
+        fixed: PreparedAudio | None = None,
+    ) -> None:
+        """
+        @raise WavFormatError: see L{readWav} (the file is read now).
+        @raise OSError: the file cannot be opened.
+        """
+        self.seconds = seconds
+        self.seed = seed
+        self._wav: tuple[bytes, int] | None = readWav(wav) if wav is not None else None
+        self._cache: dict[WireFormat, PreparedAudio] = {}
+        self._fixed = fixed
+        if fixed is not None:
+            self._cache[fixed.format] = fixed
+
+    def prepared(self, fmt: WireFormat) -> PreparedAudio:
+        """
+        The audio in C{fmt}, encoded once.
+
+        @raise ValueError: a fixed source asked for another format.
+        """
+        found = self._cache.get(fmt)
+        if found is not None:
+            return found
+        if self._fixed is not None:
+            raise ValueError(f"this audio is {self._fixed.format}, not {fmt}")
+        if self._wav is None:
+            seconds = DEFAULT_SECONDS if self.seconds is None else self.seconds
+            pcm = speechLike(seconds, fmt.rate, seed=self.seed)
+        else:
+            data, rate = self._wav
+            pcm = resample(data, rate, fmt.rate)
+            if self.seconds is not None:
+                pcm = loopTo(pcm, 2 * round(self.seconds * fmt.rate))
+        audio = self._cache[fmt] = PreparedAudio(fmt, pcm)
+        return audio

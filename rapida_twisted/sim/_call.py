@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from twisted.internet import defer
 
-from ._audio import PreparedAudio, WireFormat
+from ._audio import AudioSource, PreparedAudio, WireFormat
 from ._base import CallOptions, CallResult, MediaStream, SimError
 from ._net import Environment
 
@@ -30,26 +30,36 @@ class SimCall:
 
     transport: ClassVar[str] = ""
 
-    def __init__(self, env: Environment, options: CallOptions, audio: PreparedAudio) -> None:
+    def __init__(self, env: Environment, options: CallOptions, source: AudioSource) -> None:
         """
-        @param audio: prepared in L{wireFormat}C{(options)}.
-        @raise ValueError: C{audio} is in another wire format.
+        @param source: what the caller says, prepared in whatever format
+            the call ends up using.
         """
-        if audio.format != self.wireFormat(options):
-            raise ValueError(
-                f"{self.transport} sends {self.wireFormat(options)}, not {audio.format}"
-            )
         self.env = env
         self.options = options
-        self.audio = audio
+        self.source = source
         self.result = CallResult(self.transport)
 
     @classmethod
     def wireFormat(cls, options: CallOptions) -> WireFormat:
         """
-        The format this transport sends with these options.
+        The format this transport sends with these options unless the
+        gateway's answer asks for another.
+
+        @raise ValueError: options naming a format the transport lacks.
         """
         raise NotImplementedError
+
+    def audio(self, fmt: WireFormat | None = None) -> PreparedAudio:
+        """
+        The caller's audio in C{fmt} (default: L{wireFormat}).
+
+        @raise SimError: the source cannot provide it.
+        """
+        try:
+            return self.source.prepared(fmt or self.wireFormat(self.options))
+        except ValueError as e:
+            raise SimError(str(e)) from None
 
     async def connect(self, result: CallResult) -> MediaStream:
         """

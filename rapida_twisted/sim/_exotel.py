@@ -203,9 +203,14 @@ class ExotelCall(SimCall):
         _, body = await webhook(env, "GET", url, options.timeout)
         streamURL, params, credentials = parseStreamURL(body)
         result.contextId = urlsplit(streamURL).path.rstrip("/").rsplit("/", 1)[-1] or None
+        fmt = self.wireFormat(options)
         rate = params.get("sample-rate")
-        if rate is not None and rate != str(self.audio.format.rate):
-            raise SimError(f"the stream URL asks for {rate} Hz; simulate with rate {rate}")
+        if rate is not None:
+            # the applet URL's sample-rate decides, as on Exotel
+            try:
+                fmt = wireFormat(fmt.codec, int(rate))
+            except ValueError:
+                raise SimError(f"the stream URL asks for sample-rate {rate[:12]!r}") from None
         if options.token is not None:
             params["token"] = options.token
             streamURL = urlunsplit(urlsplit(streamURL)._replace(query=urlencode(params)))
@@ -219,7 +224,7 @@ class ExotelCall(SimCall):
         stream = ExotelStream(
             env.clock,
             env.ticker,
-            self.audio,
+            self.audio(fmt),
             options.plan,
             custom,
             options.caller,

@@ -19,7 +19,7 @@ from twisted.internet.task import LoopingCall, deferLater
 
 from ._analysis import Percentiles, percentiles
 from ._asterisk import AsteriskWsCall, AudioSocketCall
-from ._audio import PreparedAudio, sourceSignal
+from ._audio import AudioSource
 from ._base import CallOptions, CallResult
 from ._call import SimCall
 from ._exotel import ExotelCall
@@ -27,7 +27,7 @@ from ._net import Environment
 from ._twilio import TwilioCall
 from ._vonage import VonageCall
 
-__all__ = ["TRANSPORTS", "LoadProgress", "LoadReport", "placeCall", "prepareAudio", "runLoad"]
+__all__ = ["TRANSPORTS", "LoadProgress", "LoadReport", "audioSource", "placeCall", "runLoad"]
 
 #: The transports by the name C{rapida-sim} uses.
 TRANSPORTS: Mapping[str, type[SimCall]] = {
@@ -53,31 +53,33 @@ def callClass(transport: str) -> type[SimCall]:
         ) from None
 
 
-def prepareAudio(
+def audioSource(
     transport: str,
     options: CallOptions,
     wav: str | None = None,
     seconds: float | None = None,
     seed: int = 0,
-) -> PreparedAudio:
+) -> AudioSource:
     """
-    The audio a transport's calls send, encoded once: the WAV file or a
-    speech-like signal, at the transport's wire format.
+    What a transport's calls say (the WAV file or a speech-like signal),
+    already encoded in the transport's usual wire format.
 
     @raise ValueError: an unknown transport or wire format; a bad WAV
         (L{WavFormatError}).
+    @raise OSError: the WAV cannot be read.
     """
-    fmt = callClass(transport).wireFormat(options)
-    return PreparedAudio(fmt, sourceSignal(fmt.rate, wav, seconds, seed))
+    source = AudioSource(wav, seconds, seed)
+    source.prepared(callClass(transport).wireFormat(options))
+    return source
 
 
 async def placeCall(
-    env: Environment, transport: str, options: CallOptions, audio: PreparedAudio
+    env: Environment, transport: str, options: CallOptions, source: AudioSource
 ) -> CallResult:
     """
     Place one call and wait until it has ended.
     """
-    return await callClass(transport)(env, options, audio).run()
+    return await callClass(transport)(env, options, source).run()
 
 
 @dataclass
@@ -248,7 +250,7 @@ async def runLoad(
     env: Environment,
     transport: str,
     options: CallOptions,
-    audio: PreparedAudio,
+    source: AudioSource,
     calls: int,
     ramp: float = 0.0,
     progress: Callable[[LoadProgress], None] | None = None,
@@ -270,7 +272,7 @@ async def runLoad(
     async def one(index: int) -> None:
         if ramp > 0 and calls > 1:
             await deferLater(clock, ramp * index / calls, lambda: None)
-        call = cls(env, options, audio)
+        call = cls(env, options, source)
         live.append(call)
         state.started += 1
         result = await call.run()

@@ -76,9 +76,18 @@ class _StreamClientProtocol(WebSocketClientProtocol):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.stream.messageReceived(payload, isBinary)
 
+    _refused: str | None = None
+
+    def failHandshake(self, reason: str) -> None:
+        # keep Autobahn's reason (it names the HTTP status) and the
+        # gateway's JSON error, if its body came in the same read
+        _, _, body = bytes(getattr(self, "data", b"")).partition(b"\r\n\r\n")
+        self._refused = reason + _errorDetail(body)
+        super().failHandshake(reason)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if not self._open:
-            why = reason or getattr(self, "wasNotCleanReason", None) or "connection closed"
+            why = self._refused or reason or "connection closed"
             if not self.ready.called:
                 self.ready.errback(Failure(HandshakeError(f"media upgrade failed: {why}")))
             return

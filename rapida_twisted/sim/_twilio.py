@@ -181,7 +181,7 @@ class TwilioCall(SimCall):
         if options.token is not None:
             parameters["token"] = options.token
         stream = TwilioStream(
-            env.clock, env.ticker, self.audio, options.plan, parameters, callSid, accountSid
+            env.clock, env.ticker, self.audio(), options.plan, parameters, callSid, accountSid
         )
         result.stream = stream
         upgrade = {}

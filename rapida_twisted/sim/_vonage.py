@@ -154,6 +154,7 @@ class VonageCall(SimCall):
 
     @classmethod
     def wireFormat(cls, options: CallOptions) -> WireFormat:
+        # the NCCO's content-type decides; this is Vonage's usual one
         return wireFormat("pcm16", options.rate or 16000)
 
     async def connect(self, result: CallResult) -> MediaStream:
@@ -177,12 +178,14 @@ class VonageCall(SimCall):
             rate = vonage.parseContentType(contentType)
         except ProtocolError as e:
             raise WebhookError(f"NCCO content-type: {e}") from None
-        if rate != self.audio.format.rate:
-            raise SimError(f"the gateway asked for L16 at {rate} Hz; simulate with rate {rate}")
+        try:
+            fmt = wireFormat("pcm16", rate)
+        except ValueError as e:
+            raise SimError(f"NCCO content-type {contentType!r}: {e}") from None
         if options.token is not None:
             endpointHeaders["token"] = options.token
         stream = VonageStream(
-            env.clock, env.ticker, self.audio, options.plan, contentType, endpointHeaders
+            env.clock, env.ticker, self.audio(fmt), options.plan, contentType, endpointHeaders
         )
         result.stream = stream
         await env.connector.webSocket(uri, {}, stream, options.timeout)
