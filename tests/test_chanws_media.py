@@ -659,6 +659,24 @@ class JsonChanWsTests(ChanWsTests):
 
     fmt = ControlFormat.JSON
 
+    def test_context_variable(self) -> None:
+        """
+        C{RAPIDA_CONTEXT_ID} in the channel variables must name the URL's
+        context (4409 otherwise); the right one, inherited or not, is fine.
+        """
+        for name in ("RAPIDA_CONTEXT_ID", "__RAPIDA_CONTEXT_ID"):
+            contextId = self.webhook()
+            peer = self.open(contextId)
+            peer.event(MediaStart("c", "ch", CHANNEL_ID, "ulaw", 160, 20, {name: contextId}))
+            self.assertIsNone(peer.closeCode)
+        other = self.webhook()
+        contextId = self.webhook()
+        peer = self.open(contextId)
+        peer.event(MediaStart("c", "ch", CHANNEL_ID, "ulaw", 160, 20, {"RAPIDA_CONTEXT_ID": other}))
+        self.assertEqual(peer.closeCode, 4409)
+        self.assertEqual(self.context(contextId).status, "failed")
+        self.assertEqual(self.context(other).status, "pending")
+
     def test_json_commands(self) -> None:
         _, peer = self.started(optimalFrameSize=240)
         self.assertEqual(

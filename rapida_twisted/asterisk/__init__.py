@@ -5,6 +5,7 @@ and the chan_websocket media adapter; the pure wire codecs are in
 C{_audiosocket} and C{_chanws}.
 """
 
+from ._media import ChanWebSocketAdapter
 from ._server import (
     AudioSocketCall,
     AudioSocketFactory,
@@ -15,6 +16,7 @@ from ._webhook import AsteriskProvider
 
 __all__ = [
     "AsteriskProvider",
+    "ChanWebSocketAdapter",
     "AudioSocketCall",
     "AudioSocketFactory",
     "AudioSocketProtocol",

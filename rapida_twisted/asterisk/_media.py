@@ -33,6 +33,11 @@ wire translation:
     audio is dropped beyond) until C{MEDIA_XON}, or a barge-in, which
     empties Asterisk's queue.
   - Assistant hang-up: C{HANGUP}, then a normal close.
+  - A JSON C{MEDIA_START} whose channel variables carry
+    C{RAPIDA_CONTEXT_ID} naming another context than the URL's is closed
+    with 4409: Asterisk stores C{v()} on the shared C{websocket_client}
+    section just before connecting, so two concurrent Dials could swap
+    ids.
 
 Every command goes through L{encodeCommand}, which keeps it within
 Asterisk's 128-byte limit.
@@ -46,7 +51,7 @@ from typing import Any, Final
 from ..call import AudioFormat, FormatError
 from ..providers._json import BAD_AUDIO, ProtocolError
 from ..providers._json import Unknown as UnknownMessage
-from ..providers._stream import CLOSE_MALFORMED, StreamAdapter
+from ..providers._stream import CLOSE_CLAIMED, CLOSE_MALFORMED, StreamAdapter
 from ._chanws import (
     ChanWsError,
     Command,
@@ -67,7 +72,7 @@ from ._chanws import (
     mediaFormat,
 )
 
-__all__ = ["MAX_PAUSED", "TRANSPORT", "ChanWebSocketAdapter"]
+__all__ = ["CONTEXT_VARIABLE", "MAX_PAUSED", "TRANSPORT", "ChanWebSocketAdapter", "wireFormat"]
 
 #: the metrics' transport label
 TRANSPORT: Final = "chan_websocket"
@@ -88,6 +93,24 @@ _NAMES: Final = {
     MediaBufferingCompleted: "MEDIA_BUFFERING_COMPLETED",
     ErrorEvent: "ERROR",
 }
+
+
+#: the channel variable a dialplan may set (inherited, e.g.
+#: C{__RAPIDA_CONTEXT_ID}) so JSON C{MEDIA_START} names the context too
+CONTEXT_VARIABLE: Final = "RAPIDA_CONTEXT_ID"
+
+
+def _namedContext(start: MediaStart) -> str | None:
+    """
+    The context id in C{MEDIA_START}'s channel variables (JSON control
+    format only), with or without inheritance underscores.
+    """
+    variables = start.channelVariables
+    for name in (CONTEXT_VARIABLE, "_" + CONTEXT_VARIABLE, "__" + CONTEXT_VARIABLE):
+        value = variables.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
 
 
 def wireFormat(start: MediaStart) -> AudioFormat:
@@ -180,6 +203,17 @@ class ChanWebSocketAdapter(StreamAdapter):
         except FormatError as e:
             self.count("bad_format")
             self.refuse(CLOSE_MALFORMED, "bad_format", f"media format: {e}")
+            return True
+        named = _namedContext(start)
+        if named is not None and named != self.context.context_id:
+            # Asterisk keeps v() on the shared websocket_client section:
+            # a concurrent Dial can connect with another call's id
+            self.count("context_mismatch")
+            self.refuse(
+                CLOSE_CLAIMED,
+                "context_mismatch",
+                f"the channel's {CONTEXT_VARIABLE} names another call context",
+            )
             return True
         self._binaryOk = wire.sampleWidth == 1
         self.marksByBuffering = not start.channelId
