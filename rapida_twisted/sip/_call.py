@@ -347,11 +347,7 @@ class InboundCall:
 
     def _dialogHeaders(self) -> list[tuple[str, str]]:
         core = self.core
-        return [
-            ("Contact", self.contact),
-            ("Allow", core.allow),
-            ("Supported", "replaces, timer"),
-        ]
+        return [("Contact", self.contact), ("Allow", core.allow)]
 
     def _respond(
         self,

@@ -147,6 +147,7 @@ class _Rtp(DatagramProtocol):
     """
 
     _log = Logger()
+    noisy = False
 
     def __init__(self, session: RtpSession) -> None:
         self.session = session
@@ -164,6 +165,7 @@ class _Rtcp(DatagramProtocol):
     """
 
     _log = Logger()
+    noisy = False
 
     def __init__(self, session: RtpSession) -> None:
         self.session = session
@@ -419,6 +421,8 @@ class RtpSession:
             frame = jitter.pop()
             if frame is not None:
                 payload = frame.payload
+                if not payload:
+                    continue  # a non-audio packet's slot (see _skip)
                 self._lastSize = len(payload)
                 credit -= len(payload)
                 popped = True
@@ -525,6 +529,7 @@ class RtpSession:
             except RtpParseError:
                 self.stats.malformed += 1
                 return
+            self._skip(packet.sequence, packet.timestamp, packet.ssrc)
             if detected is not None:
                 self.stats.dtmfIn += 1
                 self._log.info(
@@ -535,10 +540,24 @@ class RtpSession:
                     session.dtmfReceived(detected.digit)
         elif pt == _CN:
             self.stats.packetsIn += 1
+            self._skip(packet.sequence, packet.timestamp, packet.ssrc)
         elif 72 <= pt <= 76:
             self.rtcpReceived(data, addr)  # RTCP multiplexed on the RTP port
         else:
             self.stats.unexpectedPayload += 1
+
+    def _skip(self, sequence: int, timestamp: int, ssrc: int) -> None:
+        """
+        A packet of the audio source's sequence space that is not audio
+        (an RFC 4733 event, comfort noise): an empty entry in the jitter
+        buffer, which playout steps over without spending a tick.  Some
+        senders (baresip) interleave events with audio, others send them
+        in its place; either way the sequence gap is not a loss, and
+        concealing it would add 20 ms of delay per packet.
+        """
+        if self._receiving and ssrc == self._remoteSsrc:
+            self._reception.update(sequence, timestamp, self._clock.seconds())
+            self._jitter.push(sequence, timestamp, b"")
 
     def rtcpReceived(self, data: bytes, addr: Addr) -> None:
         """
