@@ -535,13 +535,22 @@ class PlayoutTests(SynchronousTestCase):
         self.assertEqual(self.playout.end, 10.03)
         self.assertTrue(self.playout.mark(10.03, "m2"))
 
-    def test_unbuffered(self) -> None:
-        playout: Playout[None] = Playout(self.recorder, buffered=False)
-        playout.audio(10.0, self.frame)
-        playout.audio(10.0, pcm([-5] * 160))  # a burst overwrites, as on Asterisk
+    def test_jitterBuffer(self) -> None:
+        """
+        With C{delay}, playback starts that late so a late frame still
+        plays in turn; with C{maxAhead}, audio beyond that much queued
+        plays at once, over what was playing (a burst on an AudioSocket
+        call).
+        """
+        playout: Playout[None] = Playout(self.recorder, delay=0.02, maxAhead=0.04)
+        playout.audio(10.0, self.frame)  # plays 10.02-10.04
+        playout.audio(10.03, pcm([-5] * 160))  # 10 ms late, still in turn
+        self.assertAlmostEqual(playout.end, 10.06)
+        playout.audio(10.03, pcm([7] * 160))  # 30 ms ahead: queued
+        playout.audio(10.03, pcm([9] * 160))  # 50 ms ahead: plays now
         heard = np.frombuffer(self.recorder.heard(), np.int16)
-        self.assertEqual(list(heard[:2]), [-5, -5])
-        self.assertEqual(len(heard), 160)
+        self.assertEqual(len(heard), 160 * 4)
+        self.assertEqual((heard[0], heard[160], heard[320], heard[480]), (0, 1000, 9, 7))
 
     def test_heardResampled(self) -> None:
         self.playout.audio(10.0, self.frame)
@@ -1111,15 +1120,20 @@ class AudioSocketStreamTests(StreamTestCase):
         self.advance(stream, 0.12)
         self.assertEqual(channel.binaries()[-1], b"\x00\x00\x00")
 
-    def test_gatewayAudioPlaysAtOnce(self) -> None:
+    def test_gatewayAudio(self) -> None:
+        """
+        Gateway audio in any TCP split is played through a phone-like
+        40 ms jitter buffer.
+        """
         stream = self.stream()
         self.advance(stream, 0.02)
         frame = audiosocket.encodeAudio(pcm([7] * 160), 8000)
-        stream.messageReceived(frame[:100], True)  # any TCP split
+        stream.messageReceived(frame[:100], True)
         stream.messageReceived(frame[100:] + frame, True)
         self.assertEqual(stream.recorder.receivedBytes, 640)
         heard = np.frombuffer(stream.recorder.heard(), np.int16)
-        self.assertEqual(len(heard), 160)  # both at once: the second overwrote the first
+        self.assertEqual(len(heard), 320 + 320)  # 40 ms late, then both in turn
+        self.assertTrue((heard[320:] == 7).all())
 
     def test_gatewayHangsUp(self) -> None:
         stream = self.stream()

@@ -215,7 +215,7 @@ def callLines(result: CallResult, correlation: tuple[float, float] | None) -> li
         if latency["p50"] is not None:
             out.append(
                 f"  added latency p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms"
-                f" (plus {echo['lagMs']:.2f} ms of codec delay)"
+                f" (echo offset in the stream {echo['lagMs']:.2f} ms)"
             )
     if correlation is not None:
         out.append(f"  echo correlation {correlation[0]:.3f} at {correlation[1] * 1000:.1f} ms")

@@ -59,6 +59,12 @@ async def _contextId(call: SimCall) -> str:
     return text
 
 
+#: The far phone's jitter buffer on an AudioSocket call (Asterisk itself
+#: buffers nothing): playback starts this late, and a burst deeper than
+#: three times this plays over itself.
+JITTER_BUFFER = 0.040
+
+
 class AudioSocketStream(MediaStream):
     """
     Asterisk's side of one AudioSocket connection.
@@ -76,7 +82,9 @@ class AudioSocketStream(MediaStream):
     ) -> None:
         super().__init__(clock, ticker, audio, plan)
         self.uuid = uuid
-        self.playout: Playout[None] = Playout(self.recorder, buffered=False)
+        self.playout: Playout[None] = Playout(
+            self.recorder, delay=JITTER_BUFFER, maxAhead=3 * JITTER_BUFFER
+        )
         self.decoder = audiosocket.AudioSocketDecoder()
 
     def _write(self, data: bytes) -> None:
@@ -206,6 +214,7 @@ class AsteriskWsStream(MediaStream):
         self._paused = False
         self._xoff = False
         self._reportDrained = False
+        self._slot = 0
 
     def _event(self, event: chanws.Event) -> None:
         assert self.channel is not None
@@ -241,6 +250,8 @@ class AsteriskWsStream(MediaStream):
 
     def _dequeue(self, now: float) -> None:
         queue = self.queue
+        slot = self._slot
+        self._slot += 1
         if self._paused:
             return
         while queue and isinstance(queue[0], _Control):
@@ -255,7 +266,9 @@ class AsteriskWsStream(MediaStream):
             frame = queue.popleft()
             assert isinstance(frame, bytes)
             self.queued -= 1
-            self.recorder.play(now, frame)
+            # played on Asterisk's 20 ms timer, not at our tick's jitter
+            origin = self.frames.origin if self.frames.origin is not None else now
+            self.recorder.play(origin + slot * 0.020, frame)
         if self._xoff and self.queued < chanws.XON_LEVEL:
             self._xoff = False
             self._event(chanws.MediaXon(self.channelId))

@@ -138,17 +138,24 @@ class Playout(Generic[_T]):
     """
     A provider's playback buffer on a simulated clock.
 
-    Audio plays in arrival order, each piece from when it arrived or when
-    the one before it ends, whichever is later (C{buffered}); unbuffered
-    (Asterisk AudioSocket, which writes each frame out at once) every
-    piece plays when it arrives. Marks (any value: a Twilio mark name, a
-    Vonage notify payload) become due when the audio queued before them
-    has played.
+    Audio plays in arrival order, each piece from when it arrived (plus
+    C{delay} when the buffer had run dry) or when the one before it ends,
+    whichever is later. C{delay} and C{maxAhead} model a phone's small
+    jitter buffer where the provider buffers nothing (Asterisk AudioSocket
+    writes every frame out at once): playback starts C{delay} late so a
+    late frame still plays in turn, and a piece arriving while more than
+    C{maxAhead} is queued plays at once, over what was playing, as a
+    burst sounds on a real call. Marks (any value: a Twilio
+    mark name, a Vonage notify payload) become due when the audio queued
+    before them has played.
     """
 
-    def __init__(self, recorder: Recorder, buffered: bool = True) -> None:
+    def __init__(
+        self, recorder: Recorder, delay: float = 0.0, maxAhead: float | None = None
+    ) -> None:
         self.recorder = recorder
-        self.buffered = buffered
+        self.delay = delay
+        self.maxAhead = maxAhead
         self.end = 0.0
         self._marks: deque[tuple[float, _T]] = deque()
         self._rate = float(recorder.format.bytesPerSecond)
@@ -166,7 +173,13 @@ class Playout(Generic[_T]):
         """
         recorder = self.recorder
         recorder.received(now, payload)
-        start = now if not self.buffered or self.end < now else self.end
+        end = self.end
+        if end < now:
+            start = now + self.delay
+        elif self.maxAhead is not None and end - now > self.maxAhead:
+            start = now
+        else:
+            start = end
         recorder.play(start, payload)
         self.end = start + len(payload) / self._rate
 
