@@ -979,6 +979,26 @@ class ByteByByteTests(AudioSocketServerTests):
             proto.dataReceived(data[i : i + 1])
 
 
+class _NoDelayTransport(StringTransport):
+    noDelay = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = enabled
+
+
+class TransportTests(AudioSocketBase):
+    def test_no_delay(self) -> None:
+        """
+        TCP_NODELAY is set, as Asterisk does on its side: Nagle's algorithm
+        would otherwise hold frames back and send them in pairs.
+        """
+        proto = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = _NoDelayTransport()
+        proto.makeConnection(transport)
+        self.assertTrue(transport.noDelay)
+        proto.connectionLost(Failure(ConnectionDone()))
+
+
 class UnannouncedTests(AudioSocketBase):
     """
     C{[audiosocket] assistant = ...}: unknown UUIDs get a context on the

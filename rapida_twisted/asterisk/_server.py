@@ -699,6 +699,11 @@ class AudioSocketProtocol(protocol.Protocol):
         self._decoder = AudioSocketDecoder(factory.settings.maxPayload)
 
     def connectionMade(self) -> None:
+        # one small frame every 20 ms: Nagle's algorithm against the peer's
+        # delayed ACKs would hold frames back and send them in pairs
+        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if setNoDelay is not None:
+            setNoDelay(True)
         self.call = AudioSocketCall(self, self.factory.gateway, self._peer, self.factory.settings)
         self.factory.connections += 1
 
