@@ -7,6 +7,8 @@ added to the wire codecs.
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import math
 import wave
@@ -36,6 +38,7 @@ from rapida_twisted.providers.twilio import _codec as twilio
 from rapida_twisted.providers.twilio._codec import ProtocolError
 from rapida_twisted.providers.twilio._webhook import validTwilioSignature
 from rapida_twisted.providers.vonage import _codec as vonage
+from rapida_twisted.sim.__main__ import buildParser, callOptions, main, runCall, runLoadCommand
 from rapida_twisted.sim._analysis import (
     blockArrivals,
     delayed,
@@ -65,7 +68,7 @@ from rapida_twisted.sim._base import (
     WebhookError,
 )
 from rapida_twisted.sim._exotel import ExotelStream, parseStreamURL
-from rapida_twisted.sim._load import TRANSPORTS
+from rapida_twisted.sim._load import TRANSPORTS, audioSource, runLoad
 from rapida_twisted.sim._net import (
     Environment,
     _AudioSocketProtocol,
@@ -1582,6 +1585,8 @@ class AutobahnAdapterTests(SynchronousTestCase):
     memory (iosim).
     """
 
+    server: WebSocketServerProtocol
+
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1000)
@@ -1693,3 +1698,198 @@ class AudioSocketAdapterTests(SynchronousTestCase):
         proto.connectionLost(Failure(ConnectionDone()))
         self.successResultOf(stream.done)
         self.assertEqual(stream.endedBy, "gateway")
+
+
+# ---------------------------------------------------------------------------
+# The command line and the load runner, in memory
+# ---------------------------------------------------------------------------
+
+
+class CommandLineTests(SynchronousTestCase):
+    """
+    C{rapida-sim}'s arguments.
+    """
+
+    def parse(self, *argv: str) -> Any:
+        return buildParser().parse_args(list(argv))
+
+    def refused(self, *argv: str) -> str:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            exit = self.assertRaises(SystemExit, buildParser().parse_args, list(argv))
+        self.assertEqual(exit.code, 2)
+        return err.getvalue()
+
+    def test_call(self) -> None:
+        args = self.parse(
+            "call", "twilio", "--gateway", "http://h:8080", "--assistant", "sales",
+            "--wav", "in.wav", "--out", "heard.wav", "--dtmf", "12#a", "--auth-token", "T",
+            "--duration", "2.5", "--min-correlation", "0.9",
+        )  # fmt: skip
+        self.assertEqual(
+            (args.command, args.transport, args.out, args.wav, args.min_correlation),
+            ("call", "twilio", "heard.wav", "in.wav", 0.9),
+        )
+        options = callOptions(args)
+        self.assertEqual(
+            (options.gateway, options.assistant, options.authToken, options.plan.dtmf),
+            ("http://h:8080", "sales", "T", "12#A"),
+        )
+        self.assertEqual((options.plan.linger, options.timeout, options.chunkMs), (1.0, 10.0, 20))
+        self.assertEqual(args.duration, 2.5)
+
+    def test_load(self) -> None:
+        args = self.parse(
+            "load", "audiosocket", "--gateway", "http://h", "--calls", "500", "--ramp", "5",
+            "--json", "--audiosocket-host", "pbx", "--audiosocket-port", "4000", "--hangup-frame",
+        )  # fmt: skip
+        self.assertEqual((args.calls, args.ramp, args.json), (500, 5.0, True))
+        options = callOptions(args)
+        self.assertEqual(
+            (options.audiosocketHost, options.audiosocketPort, options.plan.hangupFrame),
+            ("pbx", 4000, True),
+        )
+        args = self.parse(
+            "load", "asterisk-ws", "--gateway", "http://h", "--calls", "2", "--codec", "slin16",
+            "--control", "json", "--rate", "16000", "--chunk-ms", "100", "--token", "x",
+        )  # fmt: skip
+        options = callOptions(args)
+        self.assertEqual(
+            (options.codec, options.controlFormat, options.rate, options.chunkMs, options.token),
+            ("slin16", "json", 16000, 100, "x"),
+        )
+
+    def test_refused(self) -> None:
+        self.assertIn("--gateway", self.refused("call", "twilio"))
+        self.assertIn("invalid choice", self.refused("call", "skype", "--gateway", "g"))
+        self.assertIn("not DTMF", self.refused("call", "twilio", "--gateway", "g", "--dtmf", "1x"))
+        self.assertIn("--calls", self.refused("load", "twilio", "--gateway", "g"))
+        self.assertIn("positive", self.refused("load", "twilio", "--gateway", "g", "--calls", "0"))
+        self.assertIn(
+            "positive", self.refused("call", "twilio", "--gateway", "g", "--duration", "-1")
+        )
+        self.refused("call", "exotel", "--gateway", "g", "--chunk-ms", "50")
+        self.refused()
+
+    def test_mainRefusesBadAudio(self) -> None:
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"nope")
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            exit = self.assertRaises(
+                SystemExit, main, ["call", "twilio", "--gateway", "http://h", "--wav", path]
+            )
+        self.assertEqual(exit.code, 2)
+        self.assertIn("not a PCM WAV file", err.getvalue())
+        with contextlib.redirect_stderr(io.StringIO()):
+            exit = self.assertRaises(
+                SystemExit,
+                main,
+                ["call", "vonage", "--gateway", "http://h", "--rate", "11025"],
+            )
+        self.assertEqual(exit.code, 2)
+
+
+class InMemoryRunTests(SynchronousTestCase):
+    """
+    Whole calls and load runs against the real routes in memory, the media
+    leg answered by an echo (L{EchoChannel}).
+    """
+
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.clock = self.h.clock
+        self.env = Environment(
+            self.clock, self.h.treq, Ticker(self.clock), FakeConnector(EchoChannel)
+        )
+
+    def drive(self, d: Deferred[Any], limit: int = 5000) -> Any:
+        for _ in range(limit):
+            self.h.treq.flush()
+            if d.called:
+                return self.successResultOf(d)
+            self.clock.advance(0.002)  # the ticker's slot period
+        self.fail("did not finish")
+
+    def command(self, *argv: str) -> tuple[Any, CallOptions, AudioSource]:
+        args = buildParser().parse_args(list(argv))
+        options = callOptions(args)
+        return args, options, audioSource(args.transport, options, args.wav, args.duration)
+
+    def test_call(self) -> None:
+        out = io.StringIO()
+        path = self.mktemp()
+        args, options, source = self.command(
+            "call", "twilio", "--gateway", "https://gw.example.com", "--duration", "0.4",
+            "--linger", "0.1", "--dtmf", "1", "--dtmf-at", "0.1", "--out", path,
+        )  # fmt: skip
+        status = self.drive(Deferred.fromCoroutine(runCall(self.env, args, options, source, out)))
+        text = out.getvalue()
+        self.assertEqual(status, 0, text)
+        self.assertIn("frames sent 25, received 25", text)
+        self.assertIn("lost 0", text)
+        self.assertIn("echo correlation 1.000", text)
+        self.assertIn("result: ok", text)
+        heard, rate = readWav(path)
+        self.assertEqual(rate, 16000)
+        self.assertTrue(0.48 < len(heard) / 32000 < 0.53, len(heard))
+        (context,) = self.h.contexts(self)
+        self.assertEqual(context.caller, "+15551230000")
+
+    def test_callJsonAndThreshold(self) -> None:
+        out = io.StringIO()
+        args, options, source = self.command(
+            "call", "vonage", "--gateway", "https://gw.example.com", "--duration", "0.2",
+            "--linger", "0", "--json", "--min-correlation", "1.5",
+        )  # fmt: skip
+        status = self.drive(Deferred.fromCoroutine(runCall(self.env, args, options, source, out)))
+        document = json.loads(out.getvalue())
+        self.assertEqual(status, 1)
+        self.assertEqual((document["transport"], document["framesSent"]), ("vonage", 10))
+        self.assertEqual(document["failure"], "echo correlation below 1.5")
+        self.assertGreater(document["correlation"]["coefficient"], 0.99)
+        self.assertEqual(document["echo"]["lost"], 0)
+
+    def test_load(self) -> None:
+        out, err = io.StringIO(), io.StringIO()
+        args, options, source = self.command(
+            "load", "twilio", "--gateway", "https://gw.example.com", "--calls", "3",
+            "--ramp", "0.06", "--duration", "0.3", "--linger", "0.1", "--json",
+        )  # fmt: skip
+        status = self.drive(
+            Deferred.fromCoroutine(runLoadCommand(self.env, args, options, source, out, err))
+        )
+        report = json.loads(out.getvalue())
+        self.assertEqual(status, 0)
+        self.assertEqual((report["calls"], report["ok"], report["failed"]), (3, 3, 0))
+        self.assertEqual((report["framesSent"], report["framesReceived"]), (60, 60))
+        self.assertEqual(report["lost"], 0)
+        self.assertEqual(report["latencyMs"]["p99"], 0.0)
+        self.assertEqual(err.getvalue(), "")  # no terminal, no progress line
+        self.assertEqual(len(self.h.contexts(self)), 3)
+
+    def test_loadProgressAndFailures(self) -> None:
+        updates: list[str] = []
+        options = CallOptions("https://gw.example.com", assistant="nobody", plan=CallPlan(linger=0))
+        d = Deferred.fromCoroutine(
+            runLoad(
+                self.env,
+                "exotel",
+                options,
+                AudioSource(seconds=0.1),
+                2,
+                progress=lambda state: updates.append(state.line()),
+                progressInterval=0.01,
+            )
+        )
+        report = self.drive(d)
+        self.assertEqual((report.calls, report.ok), (2, 0))
+        (reason,) = report.failures
+        self.assertIn("404 unknown_assistant", reason)
+        self.assertEqual(report.failures[reason], 2)
+        self.assertIn("failed 2", updates[-1])
+        lines = report.lines()
+        self.assertTrue(lines[0].startswith("exotel: 2 calls in"))
+        self.assertIn("failed x2: webhook answered 404 unknown_assistant", "\n".join(lines))
+        self.assertEqual(report.asDict()["failed"], 2)

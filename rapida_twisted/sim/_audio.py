@@ -288,6 +288,19 @@ class AudioSource:
         if fixed is not None:
             self._cache[fixed.format] = fixed
 
+    def _generated(self, rate: int) -> bytes:
+        """
+        The speech-like signal at C{rate}. A short one can come out silent
+        (its first syllable unvoiced): the next seeds are tried, so a call
+        always says something.
+        """
+        seconds = DEFAULT_SECONDS if self.seconds is None else self.seconds
+        for seed in range(self.seed, self.seed + 20):
+            pcm = speechLike(seconds, rate, seed=seed)
+            if pcm.count(0) < len(pcm) * 3 // 4:
+                break
+        return pcm
+
     def prepared(self, fmt: WireFormat) -> PreparedAudio:
         """
         The audio in C{fmt}, encoded once.
@@ -300,8 +313,7 @@ class AudioSource:
         if self._fixed is not None:
             raise ValueError(f"this audio is {self._fixed.format}, not {fmt}")
         if self._wav is None:
-            seconds = DEFAULT_SECONDS if self.seconds is None else self.seconds
-            pcm = speechLike(seconds, fmt.rate, seed=self.seed)
+            pcm = self._generated(fmt.rate)
         else:
             data, rate = self._wav
             pcm = resample(data, rate, fmt.rate)
