@@ -1397,7 +1397,8 @@ class CallSetupTests(SynchronousTestCase):
         self.connector = FakeConnector()
         self.env = Environment(self.clock, self.h.treq, Ticker(self.clock), self.connector)
         # Vonage's JWT freshness is checked against this clock, not the wall
-        self.h.gateway.providers["vonage"].now = self.clock.seconds
+        vonageProvider: Any = self.h.gateway.providers["vonage"]
+        vonageProvider.now = self.clock.seconds
 
     def options(self, **kw: Any) -> CallOptions:
         kw.setdefault("plan", CallPlan(linger=0.0))
