@@ -48,6 +48,12 @@ class MemoryDatagramTransport:
             raise self.failWrites("simulated send failure")
         assert isinstance(packet, bytes), type(packet)
         assert addr is not None
+        reactor = self.reactor
+        if reactor.routing and addr[1] in reactor.udpPorts:
+            # loopback: delivered on the next clock step, from our address
+            source = (self.interface if self.interface != "0.0.0.0" else "127.0.0.1", self.port)
+            reactor.callLater(0, reactor._route, packet, addr, source)
+            return
         self.written.append((packet, addr))
 
     def connect(self, host: str, port: int) -> None:
@@ -95,14 +101,23 @@ class MemoryUDPReactor(Clock):
 
     @ivar udpPorts: bound ports by number.
     @ivar busy: port numbers that fail with L{CannotListenError}.
+    @ivar routing: when true, a datagram written to one of our ports is
+        delivered to it on the next clock step (a loopback network).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, routing: bool = False) -> None:
         super().__init__()
+        #: deliver datagrams between our own ports (by port number)
+        self.routing = routing
         self.udpPorts: dict[int, MemoryDatagramTransport] = {}
         self.busy: set[int] = set()
         self.listenCalls = 0
         self._ephemeral = 40000
+
+    def _route(self, packet: bytes, addr: tuple[str, int], source: tuple[str, int]) -> None:
+        port = self.udpPorts.get(addr[1])
+        if port is not None:
+            port.protocol.datagramReceived(packet, source)
 
     def listenUDP(
         self,

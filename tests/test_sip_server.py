@@ -130,8 +130,13 @@ class Harness:
     A SIP server on an in-memory UDP reactor with an in-memory store.
     """
 
-    def __init__(self, assistants: str = ASSISTANTS, rtp: tuple[int, int] = (20000, 20099)) -> None:
-        self.reactor = MemoryUDPReactor()
+    def __init__(
+        self,
+        assistants: str = ASSISTANTS,
+        rtp: tuple[int, int] = (20000, 20099),
+        routing: bool = False,
+    ) -> None:
+        self.reactor = MemoryUDPReactor(routing)
         self.store = MemoryContextStore(self.reactor)
         config = parseConfig(assistants)
         self.gateway = Gateway(
@@ -162,7 +167,7 @@ class Harness:
         ).fetchall()
         return [tuple(r) for r in rows]
 
-    def events(self, contextId: str) -> list[tuple[str, str]]:
+    def events(self, contextId: str) -> list[tuple[str, Any]]:
         events = self.successResult(self.store.listEvents(contextId))
         return [(e.kind, e.payload) for e in events]
 
@@ -682,6 +687,7 @@ class SafetyTests(SynchronousTestCase):
 
 
 USERS = ASSISTANTS + '\n[sip]\nrealm = "test"\nusers = { alice = "s3cret" }\n'
+USERS_OPEN = ASSISTANTS
 
 
 class DigestTests(SynchronousTestCase):
@@ -809,3 +815,111 @@ class TapTests(SynchronousTestCase):
         h = Harness()
         self.addCleanup(h.stop)
         self.assertEqual(_listeners(self.options("--sip", "none"), h.gateway, h.reactor), [])
+
+
+class UacTests(SynchronousTestCase):
+    """
+    L{rapida_twisted.sip.uac} against the server, both on one in-memory
+    UDP reactor that routes datagrams between their ports.
+    """
+
+    def setUp(self) -> None:
+        from rapida_twisted.sip.uac import UserAgentClient
+
+        self.h = Harness(USERS_OPEN, routing=True)
+        self.addCleanup(self.h.stop)
+        self.uac = UserAgentClient(self.h.reactor, "127.0.0.1")
+
+    def elapse(self, seconds: float) -> None:
+        # a hair over 20 ms per step: sums of floats never land just short
+        # of a pacer deadline (which task.Clock would then fire a tick late)
+        for _ in range(round(seconds / 0.02)):
+            self.h.reactor.advance(0.0200001)
+
+    def test_callEchoDtmfHangup(self) -> None:
+        from rapida_twisted.media.analysis import correlation, speechLike
+
+        source = speechLike(3.0, 8000, seed=3)
+        call = self.uac.call("sip:echo@127.0.0.1:5090", source=source)
+        self.elapse(0.1)
+        self.assertIs(self.successResultOf(call.answered), call)
+        self.assertEqual(call.codec, "PCMU")
+        self.elapse(1.5)
+        call.sendDtmf("7#")
+        self.elapse(1.5)
+        response = call.hangup()
+        self.elapse(0.1)
+        self.assertEqual(self.successResultOf(response).code, 200)  # type: ignore[union-attr]
+        self.assertEqual(self.successResultOf(call.ended), "local_bye")
+        [context] = self.h.contexts()
+        self.assertEqual(context[4:6], ("completed", "remote_bye"))
+        digits = [p["digit"] for k, p in self.h.events(context[0]) if k == "dtmf"]
+        self.assertEqual(digits, ["7", "#"])
+        heard = call.heard()
+        self.assertGreater(len(heard), 2 * 8000 * 2)
+        # before the DTMF (which takes the place of audio and shifts it)
+        coefficient, lag = correlation(source[: 2 * 8000], heard[: 2 * 11200], 4000)
+        self.assertGreater(coefficient, 0.8)
+        self.assertGreater(lag, 0)
+        self.assertEqual(call.stats.lost, 0)
+        self.assertGreater(call.stats.packetsReceived, 140)
+        self.assertLess(call.stats.jitterP99(), 0.001)
+
+    def test_pcmaPreferred(self) -> None:
+        call = self.uac.call("sip:echo@127.0.0.1:5090", codecs=("PCMA", "PCMU"))
+        self.elapse(0.1)
+        self.assertEqual(self.successResultOf(call.answered).codec, "PCMA")
+
+    def test_notFound(self) -> None:
+        from rapida_twisted.sip.uac import CallFailed
+
+        call = self.uac.call("sip:nobody@127.0.0.1:5090")
+        self.elapse(0.1)
+        failure = self.failureResultOf(call.answered, CallFailed)
+        self.assertEqual(failure.value.code, 404)
+        self.assertTrue(self.successResultOf(call.ended).startswith("failed 404"))
+
+    def test_cancelWhileRinging(self) -> None:
+        from rapida_twisted.sip.uac import CallFailed
+
+        call = self.uac.call("sip:slow@127.0.0.1:5090")
+        self.elapse(0.1)
+        self.assertEqual(call.provisional, [100, 180])
+        call.hangup()
+        self.elapse(0.1)
+        self.assertEqual(self.failureResultOf(call.answered, CallFailed).value.code, 487)
+        self.assertEqual(self.h.contexts()[0][4:6], ("failed", "cancelled"))
+
+    def test_serverHangsUp(self) -> None:
+        call = self.uac.call("sip:echo@127.0.0.1:5090")
+        self.elapse(0.1)
+        [server] = self.h.core.calls.values()
+        assert server.session is not None
+        server.session.hangup("goodbye")
+        self.elapse(0.1)
+        self.assertEqual(self.successResultOf(call.ended), "remote_bye")
+
+    def test_digest(self) -> None:
+        from rapida_twisted.sip.uac import CallFailed, UserAgentClient
+
+        h = Harness(USERS, routing=True)
+        self.addCleanup(h.stop)
+        good = UserAgentClient(h.reactor, "127.0.0.1", username="alice", password="s3cret")
+        call = good.call("sip:echo@127.0.0.1:5090")
+        for _ in range(5):
+            h.reactor.advance(0.02)
+        self.assertEqual(self.successResultOf(call.answered).codec, "PCMU")
+        bad = UserAgentClient(h.reactor, "127.0.0.1", username="alice", password="wrong")
+        call = bad.call("sip:echo@127.0.0.1:5090")
+        for _ in range(5):
+            h.reactor.advance(0.02)
+        self.assertEqual(self.failureResultOf(call.answered, CallFailed).value.code, 403)
+
+    def test_stop(self) -> None:
+        call = self.uac.call("sip:echo@127.0.0.1:5090")
+        self.elapse(0.1)
+        d = self.uac.stop()
+        self.elapse(0.1)
+        self.successResultOf(d)
+        self.assertEqual(self.successResultOf(call.ended), "local_bye")
+        self.assertEqual(self.h.core.calls, {})
