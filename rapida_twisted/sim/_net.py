@@ -22,7 +22,7 @@ from treq.client import HTTPClient
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.python.failure import Failure
@@ -93,6 +93,14 @@ class _StreamClientProtocol(WebSocketClientProtocol):
             return
         self.stream.closed(code, reason or "")
 
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        # Autobahn leaves its closing-handshake timer pending when the peer
+        # drops the connection instead of answering our close
+        call, self.closeHandshakeTimeoutCall = self.closeHandshakeTimeoutCall, None
+        if call is not None:
+            call.cancel()
+
     # Channel
 
     def sendText(self, text: str) -> None:
@@ -107,6 +115,35 @@ class _StreamClientProtocol(WebSocketClientProtocol):
         if not self._closing:
             self._closing = True
             self.sendClose(code, reason or None)
+
+
+class _Timeout:
+    """
+    A pending timer Autobahn may cancel after it fired (a no-op then).
+    """
+
+    def __init__(self, call: IDelayedCall) -> None:
+        self._call = call
+
+    def cancel(self) -> None:
+        if self._call.active():
+            self._call.cancel()
+
+
+class _ReactorTimer:
+    """
+    Autobahn's timer interface (C{call_later}) on the given reactor.
+
+    Autobahn's own batched timer runs on txaio's global reactor and keeps
+    its bucket timer pending after every entry is cancelled; this one uses
+    the reactor the simulator was given and leaves nothing behind.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+
+    def call_later(self, delay: float, func: Any, *args: Any, **kwargs: Any) -> _Timeout:
+        return _Timeout(self._clock.callLater(delay, func, *args, **kwargs))
 
 
 class _StreamClientFactory(WebSocketClientFactory):
@@ -125,6 +162,7 @@ class _StreamClientFactory(WebSocketClientFactory):
         ready: Deferred[None],
     ) -> None:
         super().__init__(url, headers=dict(headers), reactor=reactor)
+        self._batched_timer = _ReactorTimer(reactor)
         self.stream = stream
         self.ready = ready
 
