@@ -48,7 +48,7 @@ from rapida_twisted.asterisk._audiosocket import (
 )
 from rapida_twisted.config import parseConfig
 from rapida_twisted.interfaces import ICallTransport
-from rapida_twisted.media.analysis import correlation, rms, speechLike
+from rapida_twisted.media.analysis import correlation, rms, speechLike, tone
 from rapida_twisted.tap import Options, _listeners
 
 from ._web import Harness, Speaker
@@ -680,6 +680,32 @@ class AudioSocketServerTests(AudioSocketBase):
         after = peer.read()[sent:]
         self.assertEqual([rms(f.pcm) for f in after], [0.0, 0.0, 0.0])  # type: ignore[union-attr]
         self.assertEqual(len(self.events(contextId, "clear")), 1)
+
+    def test_late_frame_absorbed(self) -> None:
+        """
+        The jitter cushion: an echoed frame that reaches the gateway just
+        after its tick does not put silence into the talkspurt; it costs
+        one frame of latency at the talkspurt's start, never a gap.
+        """
+        contextId, peer = self.started()
+        loud = tone(400, 0.02, 8000)
+        sent = len(peer.read())
+        for k in range(20):
+            if k == 10:
+                # frames 10 and 11 arrive together, after two ticks (the
+                # session's own standing frame covers only the first)
+                self.tick(2)
+                peer.say(loud)
+            elif k == 11:
+                peer.say(loud)
+            else:
+                peer.say(loud)
+                self.tick()
+        self.tick(5)
+        levels = [rms(f.pcm) > 1000 for f in peer.read()[sent:] if type(f) is Audio]
+        first, last = levels.index(True), len(levels) - levels[::-1].index(True)
+        self.assertEqual(levels[first:last], [True] * 20)
+        self.assertEqual(levels[:first], [False] * first)
 
     def test_transport_cannot_dtmf_or_transfer(self) -> None:
         contextId, peer = self.started()

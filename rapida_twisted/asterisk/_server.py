@@ -35,7 +35,8 @@ Two layers, as STYLE.md §2 asks:
          when the assistant is quiet (C{needsSilence}): Asterisk neither
          re-times nor buffers, and hangs the call up when neither side has
          sent anything for 2 s (§4.4.5, observed on 23.4.1), so the
-         stream must never stop while the call is up.
+         stream must never stop while the call is up. A one-frame cushion
+         per talkspurt absorbs jitter (see L{AudioSocketCall.sendAudio}).
       6. Only hang-up (0x00) and audio (0x10-0x18) frames are ever
          written: any other kind makes Asterisk fail the call. Assistant
          hang-up and every refusal: 0x00, then close.
@@ -198,6 +199,9 @@ class AudioSocketCall:
         self._silence = b""
         self._silenceFrame = b""
         self._writing = True
+        #: the jitter cushion (see L{sendAudio})
+        self._heldFrame: bytes | None = None
+        self._talking = False
         self._rateWarned = False
         self.clock = gateway.clock
         self.lastActivity = self.clock.seconds()
@@ -627,13 +631,39 @@ class AudioSocketCall:
 
     def sendAudio(self, frame: bytes) -> None:
         """
-        One 20 ms frame at the call's rate (called once per pacer tick).
+        One 20 ms frame at the call's rate (called once per pacer tick;
+        exactly one frame is written per call).
+
+        A one-frame cushion absorbs jitter: the first frame of a talkspurt
+        (audio after silence) is held for one tick while silence goes out,
+        and each later frame pushes the held one out. When the session has
+        nothing at a tick (its audio came in late: say, an echo of frames
+        that reached us just after the tick), the held frame goes out
+        instead of a gap of silence, and the talkspurt continues without
+        the cushion, which the session's queue now holds. Without it, a
+        frame arriving just after its tick would insert 20 ms of silence
+        mid-talkspurt. Costs 20 ms of latency per talkspurt.
         """
-        if self._writing:
-            if frame is self._silence:
-                self._wire.write(self._silenceFrame)
+        if not self._writing:
+            return
+        write = self._wire.write
+        held = self._heldFrame
+        if frame is self._silence:
+            if held is None:
+                self._talking = False
+                write(self._silenceFrame)
             else:
-                self._wire.write(self._audioHeader + frame)
+                self._heldFrame = None
+                write(self._audioHeader + held)
+        elif held is not None:
+            self._heldFrame = frame
+            write(self._audioHeader + held)
+        elif self._talking:
+            write(self._audioHeader + frame)
+        else:
+            self._talking = True
+            self._heldFrame = frame
+            write(self._silenceFrame)
 
     def sendMark(self, name: str) -> None:
         """
@@ -642,9 +672,11 @@ class AudioSocketCall:
 
     def sendClear(self) -> None:
         """
-        Nothing to flush: Asterisk queues nothing, and the session stops
-        sending at once.
+        Barge-in: drop the held frame (Asterisk queues nothing, and the
+        session stops sending at once).
         """
+        self._heldFrame = None
+        self._talking = False
 
     def sendDtmf(self, digit: str) -> bool:
         """
