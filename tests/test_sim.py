@@ -576,18 +576,22 @@ def echoPath(
     insertAt: int | None = None,
     dropAt: int | None = None,
     chunk: int = 1,
+    dropInputAt: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """
     What an echo gateway sends back: decoded, resampled 8k→16k→8k and
-    re-encoded; optionally a silence frame inserted or a frame dropped;
-    C{chunk} frames per message. Returns the received samples and the
-    arrival time of each 20 ms block.
+    re-encoded; optionally a silence frame inserted, an output frame
+    dropped, or an input frame dropped before processing; C{chunk} frames
+    per message. Returns the received samples and the arrival time of
+    each 20 ms block.
     """
     law = audio.format.law
     assert law is not None
     up, down = Resampler(8000, 16000), Resampler(16000, 8000)
     payloads, arrivals, extra = [], [], 0.0
     for i, frame in enumerate(audio.frames):
+        if i == dropInputAt:
+            continue
         back = law.encode(down.process(up.process(law.decode(frame))))
         if i == insertAt:
             payloads.append(audio.format.silence)
@@ -640,12 +644,35 @@ class EchoMatchTests(SynchronousTestCase):
         self.assertEqual((m.lost, m.segments), (0, 2))
         self.assertEqual(sorted(set(np.round(m.latencies, 6))), [0.003, 0.023])
 
+    def steady(self) -> int:
+        """
+        A frame in the middle of a loud stretch (its neighbours as loud).
+        """
+        blocks = self.audio.reference.reshape(-1, 160).astype(np.float64)
+        rms = np.sqrt((blocks * blocks).mean(axis=1))
+        for i in range(len(rms) // 2, len(rms) - 2):
+            if min(rms[i - 1 : i + 2]) > 0.7 * max(rms[i - 1 : i + 2]) > 1000:
+                return i
+        raise AssertionError("no steady stretch")
+
     def test_droppedFrame(self) -> None:
-        active = np.flatnonzero(self.audio.active)
-        dropped = int(active[len(active) // 2])
-        m = self.match(dropAt=dropped)
+        """
+        A frame the gateway dropped is lost; the frames around it are not.
+        """
+        m = self.match(dropAt=self.steady())
         self.assertEqual(m.lost, 1)
         self.assertTrue(np.allclose(m.latencies, 0.003))
+
+    def test_droppedInputFrame(self) -> None:
+        """
+        Caller audio dropped before processing: exactly that frame is lost,
+        even where its neighbours are quiet.
+        """
+        active = np.flatnonzero(self.audio.active)
+        for dropped in (self.steady(), int(active[0]), int(active[-1])):
+            m = self.match(dropInputAt=dropped)
+            self.assertEqual(list(m.missing), [dropped])
+        self.assertEqual(self.match(dropInputAt=self.steady()).segments, 2)
 
     def test_chunked(self) -> None:
         """

@@ -26,8 +26,8 @@ matched by its content to a position in the sent stream:
 A block with lag C{L} ending at received sample C{e} carries sent samples
 up to C{e - 1 - L}; its latency is its arrival time minus the send time of
 the frame holding that newest sample, i.e. the time from sending audio to
-hearing it back. A sent frame counts as echoed when the middle sample of
-it is inside a matched block; frames too quiet to match (see
+hearing it back. A sent frame counts as echoed when matched blocks carry
+more than half of its energy; frames too quiet to matter (see
 L{PreparedAudio.active}) are not expected back, so silences cannot count
 as lost.
 
@@ -37,8 +37,8 @@ Pure numpy.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
@@ -52,6 +52,7 @@ __all__ = [
     "blockArrivals",
     "delayed",
     "echoCorrelation",
+    "fractionalLag",
     "interArrival",
     "matchEcho",
     "percentiles",
@@ -69,7 +70,10 @@ SEARCH_SECONDS: Final = 1.0
 #: Blocks in the window used to find a new lag.
 WINDOW_BLOCKS: Final = 10
 #: Longest stretch (seconds) used to find the first lag.
-GLOBAL_SECONDS: Final = 10.0
+GLOBAL_SECONDS: Final = 4.0
+#: Unmatched blocks this close (in blocks) to a matched one are bridged
+#: (see L{matchEcho}).
+BRIDGE: Final = 4
 #: Most new-lag searches per call (each costs one small FFT).
 MAX_SEARCHES: Final = 200
 
@@ -88,6 +92,7 @@ class EchoMatch:
     @ivar lag: the dominant lag in samples (received minus sent index).
     @ivar segments: how many distinct lags were found (1 when the echo is
         one unbroken copy).
+    @ivar missing: indices of the expected frames that never came back.
     """
 
     latencies: FloatArray
@@ -97,6 +102,7 @@ class EchoMatch:
     matched: int
     lag: int
     segments: int
+    missing: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def lost(self) -> int:
@@ -106,10 +112,13 @@ class EchoMatch:
         return self.expected - self.echoed
 
 
-#: Sub-sample shifts tried for the gateway's fractional delay (a polyphase
-#: resampler's group delay is often a half sample at the wire rate, which
-#: costs high frequencies a lot of correlation at whole-sample lags).
-FRACTIONS: Final = (0.0, 0.25, 0.5, 0.75)
+#: Sub-sample delays are estimated to this step (a polyphase resampler's
+#: group delay is often half a sample at the wire rate, which costs high
+#: frequencies much correlation at whole-sample lags).
+FRACTION_STEP: Final = 0.25
+
+Shifter = Callable[[float], FloatArray]
+"""C{shifted(fraction)}: the sent samples delayed by C{fraction} of a sample."""
 
 
 def delayed(x: FloatArray, fraction: float) -> FloatArray:
@@ -125,26 +134,53 @@ def delayed(x: FloatArray, fraction: float) -> FloatArray:
     return np.fft.irfft(spectrum, size)[: len(x)]
 
 
+def _correlationAt(x: FloatArray, y: FloatArray, lag: int) -> float:
+    """
+    Normalised correlation of C{x} with C{y} at one lag (C{y[n + lag] ~
+    x[n]}), over their overlap.
+    """
+    n0, n1 = max(0, -lag), min(len(x), len(y) - lag)
+    if n1 - n0 <= 0:
+        return 0.0
+    a, b = x[n0:n1], y[n0 + lag : n1 + lag]
+    # einsum, not dot/vdot: BLAS threads spin on this box's two cores
+    power = float(np.einsum("i,i->", a, a) * np.einsum("i,i->", b, b))
+    return float(np.einsum("i,i->", a, b)) / math.sqrt(power) if power > 0 else 0.0
+
+
+def fractionalLag(x: FloatArray, y: FloatArray, maxLag: int) -> float:
+    """
+    The delay of C{y} relative to C{x} in samples, to L{FRACTION_STEP}: the
+    best whole-sample lag by cross-correlation, refined by a parabola
+    through the correlation at that lag and its two neighbours.
+    """
+    _, lag = correlation(x, y, maxLag)
+    before, at, after = (_correlationAt(x, y, lag + d) for d in (-1, 0, 1))
+    curve = before - 2 * at + after
+    offset = 0.5 * (before - after) / curve if curve < 0 else 0.0
+    offset = max(-0.5, min(0.5, offset))
+    return lag + round(offset / FRACTION_STEP) * FRACTION_STEP
+
+
 def echoCorrelation(
     sent: npt.NDArray[np.integer] | FloatArray,
     heard: npt.NDArray[np.integer] | FloatArray,
     maxLag: int,
 ) -> tuple[float, float]:
     """
-    How alike C{heard} is to C{sent} delayed: the best normalised
-    cross-correlation over lags up to C{maxLag} samples, allowing for a
-    sub-sample delay (L{FRACTIONS}).
+    How alike C{heard} is to C{sent} delayed: the normalised
+    cross-correlation at the best lag within C{maxLag} samples, allowing
+    for a sub-sample delay (see L{fractionalLag}).
 
     @return: C{(coefficient, lag in samples)}, the lag possibly fractional.
     """
     x = np.asarray(sent, np.float64)
     y = np.asarray(heard, np.float64)
-    best = (0.0, 0.0)
-    for fraction in FRACTIONS:
-        score, lag = correlation(delayed(x, fraction), y, maxLag)
-        if score > best[0]:
-            best = (score, lag + fraction)
-    return best
+    if not len(x) or not len(y):
+        return 0.0, 0.0
+    exact = fractionalLag(x, y, maxLag)
+    whole = math.floor(exact)
+    return _correlationAt(delayed(x, exact - whole), y, whole), exact
 
 
 def _blockCorrelation(
@@ -202,6 +238,7 @@ def matchEcho(
     received: npt.NDArray[np.integer],
     blockArrivals: npt.NDArray[np.floating[Any]],
     frame: int,
+    shifted: Shifter | None = None,
 ) -> EchoMatch:
     """
     Match the received stream to the sent one (see the module docstring).
@@ -213,6 +250,8 @@ def matchEcho(
     @param blockArrivals: the arrival time of each C{frame}-sample block of
         C{received} (the arrival of the payload holding its last sample).
     @param frame: samples per 20 ms.
+    @param shifted: C{sent} as floats delayed by a fraction of a sample,
+        e.g. from a cache shared by calls that sent the same audio.
     """
     times = np.asarray(sendTimes, np.float64)
     frames = min(len(times), len(sent) // frame)
@@ -228,13 +267,14 @@ def matchEcho(
     receivedF = blocks.reshape(-1)
     expected = int(activeSent.sum())
     if not len(todo) or not frames:
-        return EchoMatch(np.zeros(0), expected, 0, len(todo), 0, 0, 0)
+        return EchoMatch(np.zeros(0), expected, 0, len(todo), 0, 0, 0, np.flatnonzero(activeSent))
     limit = int(GLOBAL_SECONDS * frame * 50)
     span = int(SEARCH_SECONDS * frame * 50)
     reach = max(span, 3 * frame * 50)
-    _, exact = echoCorrelation(sentF[: limit + reach], receivedF[:limit], reach)
+    exact = fractionalLag(sentF[: limit + reach], receivedF[:limit], reach)
     lag = math.floor(exact)
-    sentF = delayed(sentF, exact - lag)
+    if exact != lag:
+        sentF = (shifted or (lambda f: delayed(sentF, f)))(exact - lag)[: frames * frame]
     # zeros around the sent stream: a block may hold the resampler's run-in
     # before the first sent sample, or silence after the last
     pad = frame + span
@@ -265,18 +305,48 @@ def matchEcho(
     sentFrame = newest // frame
     ok = (sentFrame >= 0) & (sentFrame < frames)
     latencies = blockArrivals[which[ok]] - times[sentFrame[ok]]
-    # each matched block covers the middle sample of exactly one sent frame
-    covering = -((frame // 2 - (which * frame - wl)) // frame)
-    inside = (covering >= 0) & (covering < frames)
-    echoedFrames = np.zeros(frames, bool)
-    echoedFrames[covering[inside]] = True
+    # Unmatched blocks with sound shortly before a run of matches are taken
+    # to carry the content just before it: a block holding the seam of a
+    # drop, where the resampler blends both sides, then covers what it
+    # does carry, and what stays uncovered is what the lag change says was
+    # skipped. (Nothing is bridged after the last match: with no later
+    # match there is no lag to tell a drop from a pause.)
+    gaps = np.flatnonzero(loud & ~resolved)
+    # only next to a run of matches: a lone chance match bridges nothing
+    steady = resolved & (np.roll(resolved, 1) | np.roll(resolved, -1))
+    which = np.flatnonzero(steady)
+    if len(gaps) and len(which):
+        after = np.searchsorted(which, gaps)
+        inside = after < len(which)
+        gaps, after = gaps[inside], after[inside]
+        nextTo = which[after]
+        near = nextTo - gaps <= BRIDGE
+        gaps, nextTo = gaps[near], nextTo[near]
+    else:
+        gaps = nextTo = np.zeros(0, np.int64)
+    which = np.concatenate([np.flatnonzero(resolved), gaps])
+    wl = np.concatenate([lags[resolved], lags[nextTo]])
+    # A sent frame counts as echoed when those blocks carry more than half
+    # of its energy: a frame dropped on the way loses (nearly) all of it,
+    # while a syllable's quiet onset, too faint to match in its own block,
+    # does not make its loud frame count as lost.
+    starts = np.clip(which * frame - wl, 0, frames * frame)
+    ends = np.clip(starts + frame, 0, frames * frame)
+    edges = np.zeros(frames * frame + 1, np.int64)
+    np.add.at(edges, starts, 1)
+    np.add.at(edges, ends, -1)
+    covered = np.cumsum(edges[:-1]) > 0
+    power = (sentF * sentF).reshape(frames, frame)
+    total = power.sum(axis=1)
+    echoedFrames = (power * covered.reshape(frames, frame)).sum(axis=1) > 0.5 * total
     echoed = int((echoedFrames & activeSent).sum())
     return EchoMatch(
+        missing=np.flatnonzero(activeSent & ~echoedFrames),
         latencies=latencies,
         expected=expected,
         echoed=echoed,
         blocks=int(loud.sum()),
-        matched=len(which),
+        matched=int(resolved.sum()),
         lag=firstLag,
         segments=len(seen),
     )

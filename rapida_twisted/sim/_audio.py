@@ -20,6 +20,7 @@ import soxr
 from ..media import ALAW, PCM_DTYPE, ULAW, G711Law
 from ..media.analysis import speechLike
 from ..providers.twilio._codec import base64Text
+from ._analysis import delayed
 
 __all__ = [
     "FRAME_SECONDS",
@@ -228,6 +229,7 @@ class PreparedAudio:
         self.active: npt.NDArray[np.bool_] = rms > self.ACTIVE_RMS
         self._base64: tuple[str, ...] | None = None
         self._silence64: str | None = None
+        self._shifted: dict[float, npt.NDArray[np.float64]] = {}
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -238,6 +240,16 @@ class PreparedAudio:
         Length in seconds.
         """
         return len(self.frames) * FRAME_SECONDS
+
+    def shifted(self, fraction: float) -> npt.NDArray[np.float64]:
+        """
+        L{reference} as floats delayed by C{fraction} of a sample, made once
+        per fraction (every call that sent this audio shares it).
+        """
+        found = self._shifted.get(fraction)
+        if found is None:
+            found = self._shifted[fraction] = delayed(self.reference.astype(np.float64), fraction)
+        return found
 
     @property
     def base64(self) -> tuple[str, ...]:

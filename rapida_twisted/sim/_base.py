@@ -397,6 +397,7 @@ class CallResult:
                 recorder.receivedSamples(),
                 blockArrivals(recorder.arrivals, recorder.payloadSamples(), fmt.frameSamples),
                 fmt.frameSamples,
+                stream.audio.shifted,
             )
         return self._echo
 
