@@ -73,6 +73,8 @@ from rapida_twisted.sim._net import (
     Environment,
     _AudioSocketProtocol,
     _StreamClientFactory,
+    clientFrame,
+    writeNow,
     wsURL,
 )
 from rapida_twisted.sim._record import Playout, Recorder
@@ -1921,3 +1923,76 @@ class InMemoryRunTests(SynchronousTestCase):
         self.assertTrue(lines[0].startswith("exotel: 2 calls in"))
         self.assertIn("failed x2: webhook answered 404 unknown_assistant", "\n".join(lines))
         self.assertEqual(report.asDict()["failed"], 2)
+
+
+class FastWriteTests(SynchronousTestCase):
+    """
+    The media fast path: pre-built client frames written straight to the
+    socket when Twisted holds nothing for it.
+    """
+
+    def test_clientFrame(self) -> None:
+        for size, header in (
+            (0, b"\x81\x80"),
+            (125, b"\x81\xfd"),
+            (126, b"\x81\xfe\x00\x7e"),
+            (65535, b"\x81\xfe\xff\xff"),
+            (65536, b"\x81\xff" + (65536).to_bytes(8, "big")),
+        ):
+            frame = clientFrame(0x81, b"x" * size)
+            self.assertEqual(frame[: len(header)], header, size)
+            self.assertEqual(frame[len(header) : len(header) + 4], b"\x00" * 4)
+            self.assertEqual(len(frame), len(header) + 4 + size)
+        self.assertEqual(clientFrame(0x82, b"ab"), b"\x82\x82\x00\x00\x00\x00ab")
+
+    class Socket:
+        def __init__(self, accept: int | None) -> None:
+            self.accept = accept
+            self.sent: list[bytes] = []
+
+        def send(self, data: bytes) -> int:
+            if self.accept is None:
+                raise BlockingIOError()
+            taken = data[: self.accept]
+            self.sent.append(taken)
+            return len(taken)
+
+    class Transport(StringTransport):
+        def __init__(self, sock: Any) -> None:
+            super().__init__()
+            self.socket = sock
+            self.dataBuffer = b""
+            self._tempDataBuffer: list[bytes] = []
+            self.connected = True
+
+    def test_straightToTheSocket(self) -> None:
+        sock = self.Socket(accept=1000)
+        transport = self.Transport(sock)
+        writeNow(transport, b"frame")
+        self.assertEqual((sock.sent, transport.value()), ([b"frame"], b""))
+
+    def test_partialAndBlocked(self) -> None:
+        sock = self.Socket(accept=2)
+        transport = self.Transport(sock)
+        writeNow(transport, b"frame")
+        self.assertEqual((sock.sent, transport.value()), ([b"fr"], b"ame"))
+        transport = self.Transport(self.Socket(accept=None))
+        writeNow(transport, b"frame")
+        self.assertEqual(transport.value(), b"frame")
+
+    def test_bufferedOrNotPlainTcp(self) -> None:
+        """
+        With data already buffered (order), while disconnecting, or on a
+        transport without a socket (TLS, memory), Twisted writes.
+        """
+        sock = self.Socket(accept=1000)
+        transport = self.Transport(sock)
+        transport._tempDataBuffer.append(b"earlier")
+        writeNow(transport, b"frame")
+        transport = self.Transport(sock)
+        transport.disconnecting = True
+        writeNow(transport, b"frame")
+        self.assertEqual(sock.sent, [])
+        plain = StringTransport()
+        writeNow(plain, b"frame")
+        self.assertEqual(plain.value(), b"frame")
