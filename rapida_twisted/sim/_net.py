@@ -95,14 +95,17 @@ def writeNow(transport: Any, data: bytes) -> None:
     extra reactor turn of a buffered write); through C{transport.write}
     otherwise, and on any transport that is not plain TCP (TLS, tests).
     """
-    sock = getattr(transport, "socket", None)
-    if (
-        sock is not None
-        and not getattr(transport, "dataBuffer", True)
-        and not getattr(transport, "_tempDataBuffer", True)
-        and getattr(transport, "connected", False)
-        and not getattr(transport, "disconnecting", True)
-    ):
+    try:
+        direct = (
+            transport.connected
+            and not transport.disconnecting
+            and not transport.dataBuffer
+            and not transport._tempDataBuffer
+        )
+        sock = transport.socket
+    except AttributeError:  # not a plain TCP transport
+        direct = False
+    if direct:
         try:
             sent = sock.send(data)
         except (BlockingIOError, InterruptedError):
@@ -306,6 +309,8 @@ class NetworkConnector:
             closeHandshakeTimeout=2,
             perMessageCompressionOffers=[],  # Asterisk refuses extensions
             autoPingInterval=0,
+            # the codecs' decoders refuse bad UTF-8 themselves
+            utf8validateIncoming=False,
         )
         connecting = self._endpoint(secure, host, port, timeout).connect(factory)
 
