@@ -789,3 +789,123 @@ class AdapterFuzzTests(SynchronousTestCase):
             self.assertEqual(context.status, "failed")
         else:
             self.assertEqual(context.status, "completed")
+
+
+class _UpgradeClaimed(VonageMediaAdapter):
+    """
+    A stream whose context the route claimed at the upgrade (as
+    chan_websocket's will be): no token, no claim at the start message.
+    """
+
+    claimsAtStart = False
+
+
+class _Crashing(VonageMediaAdapter):
+    def running(self, message: Any) -> None:
+        if type(message) is bytes:
+            raise RuntimeError("boom")
+        super().running(message)
+
+
+class StreamAdapterTests(SynchronousTestCase):
+    """
+    L{rapida_twisted.providers._stream.StreamAdapter}'s paths the provider
+    adapters above do not take.
+    """
+
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.new = self.successResultOf(self.h.store.create("vonage", "echo"))
+        self.channel = FakeChannel()
+
+    def adapter(self, cls: type[VonageMediaAdapter]) -> VonageMediaAdapter:
+        adapter = cls(
+            self.channel,
+            self.new.context,
+            self.h.gateway,
+            None,
+            assistants=self.h.gateway.assistants,
+        )
+        adapter.opened()
+        return adapter
+
+    def test_claimedAtUpgrade(self) -> None:
+        contextId = self.new.context.context_id
+        claims: list[str] = []
+        claim = self.h.store.claim
+
+        def counting(cid: str) -> Deferred[Any]:
+            claims.append(cid)
+            return claim(cid)
+
+        self.h.store.claim = counting  # type: ignore[method-assign, assignment]
+        adapter = self.adapter(_UpgradeClaimed)
+        adapter.context = self.successResultOf(claim(contextId))
+        adapter.messageReceived(b'{"event":"websocket:connected"}', False)
+        self.assertEqual(claims, [])
+        self.assertTrue(adapter.isRunning)
+        adapter.messageReceived(b"\x00" * 640, True)
+        self.assertEqual(len(self.channel.binary), 1)
+        kinds = [e.kind for e in self.successResultOf(self.h.store.listEvents(contextId))]
+        self.assertEqual(kinds, ["claimed", "start"])
+
+    def test_crashContained(self) -> None:
+        """
+        An exception in the adapter closes that stream with 4500 and fails
+        its call; it never reaches the WebSocket layer.
+        """
+        adapter = self.adapter(_Crashing)
+        adapter.messageReceived(
+            json.dumps({"event": "websocket:connected", "token": self.new.token}).encode(), False
+        )
+        adapter.messageReceived(b"\x00" * 640, True)
+        self.assertEqual(self.channel.closes, [(4500, "internal error")])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        context = self.successResultOf(self.h.store.get(self.new.context.context_id))
+        self.assertEqual(context.status, "failed")
+        adapter.messageReceived(b"\x00" * 640, True)
+        adapter.closed(1006, "")
+        self.assertEqual(len(self.channel.closes), 1)
+
+    def test_storeUnavailable(self) -> None:
+        from rapida_twisted.store._model import StoreUnavailable
+
+        self.h.store.claim = lambda cid: _failed(StoreUnavailable("down"))  # type: ignore[method-assign, assignment]
+        adapter = self.adapter(VonageMediaAdapter)
+        adapter.messageReceived(
+            json.dumps({"event": "websocket:connected", "token": self.new.token}).encode(), False
+        )
+        self.assertEqual(self.channel.closes[0][0], 4503)
+        self.assertEqual(
+            self.successResultOf(self.h.store.get(self.new.context.context_id)).status, "pending"
+        )
+
+    def test_unknownContext(self) -> None:
+        from rapida_twisted.store._model import ContextNotFound
+
+        self.h.store.claim = lambda cid: _failed(ContextNotFound(cid))  # type: ignore[method-assign, assignment]
+        adapter = self.adapter(VonageMediaAdapter)
+        adapter.messageReceived(
+            json.dumps({"event": "websocket:connected", "token": self.new.token}).encode(), False
+        )
+        self.assertEqual(self.channel.closes[0][0], 4404)
+
+    def test_unknownAssistant(self) -> None:
+        self.h.gateway.assistants = AssistantRegistry(self.h.config)
+        new = self.successResultOf(self.h.store.create("vonage", "nobody"))
+        adapter = VonageMediaAdapter(
+            self.channel, new.context, self.h.gateway, None, assistants=self.h.gateway.assistants
+        )
+        adapter.opened()
+        adapter.messageReceived(
+            json.dumps({"event": "websocket:connected", "token": new.token}).encode(), False
+        )
+        self.assertEqual(self.channel.closes[0][0], 4404)
+        context = self.successResultOf(self.h.store.get(new.context.context_id))
+        self.assertEqual(context.status, "failed")
+
+
+def _failed(error: Exception) -> Deferred[Any]:
+    from twisted.internet.defer import fail
+
+    return fail(error)
