@@ -681,31 +681,59 @@ class AudioSocketServerTests(AudioSocketBase):
         self.assertEqual([rms(f.pcm) for f in after], [0.0, 0.0, 0.0])  # type: ignore[union-attr]
         self.assertEqual(len(self.events(contextId, "clear")), 1)
 
-    def test_late_frame_absorbed(self) -> None:
+    def echoWithLateFrames(self, late: int) -> list[bool]:
         """
-        The jitter cushion: an echoed frame that reaches the gateway just
-        after its tick does not put silence into the talkspurt; it costs
-        one frame of latency at the talkspurt's start, never a gap.
+        An echoed talkspurt of 20 loud frames whose frames 10.. reach the
+        gateway C{late} ticks late (together); which frames sent after the
+        first loud one were loud.
         """
         contextId, peer = self.started()
         loud = tone(400, 0.02, 8000)
         sent = len(peer.read())
         for k in range(20):
             if k == 10:
-                # frames 10 and 11 arrive together, after two ticks (the
-                # session's own standing frame covers only the first)
-                self.tick(2)
-                peer.say(loud)
-            elif k == 11:
-                peer.say(loud)
-            else:
-                peer.say(loud)
+                self.tick(late)
+            peer.say(loud)
+            if not 10 <= k < 10 + late:
                 self.tick()
-        self.tick(5)
+        self.tick(8)
         levels = [rms(f.pcm) > 1000 for f in peer.read()[sent:] if type(f) is Audio]
-        first, last = levels.index(True), len(levels) - levels[::-1].index(True)
-        self.assertEqual(levels[first:last], [True] * 20)
-        self.assertEqual(levels[:first], [False] * first)
+        first = levels.index(True)
+        return levels[first : first + 20]
+
+    def test_late_frames_absorbed(self) -> None:
+        """
+        The jitter cushion: echoed audio reaching the gateway after its
+        ticks (here three ticks late: the session's own standing frame and
+        the two-frame cushion) puts no silence into the talkspurt.
+        """
+        self.assertEqual(self.echoWithLateFrames(3), [True] * 20)
+
+    def test_without_cushion(self) -> None:
+        """
+        With C{cushion=0} the same late frames leave a gap.
+        """
+        self.factory.settings = AudioSocketSettings(cushion=0)
+        self.assertIn(False, self.echoWithLateFrames(3))
+
+    def greetingLevels(self) -> list[bool]:
+        self.useSpeaker()
+        peer = self.connect(self.webhook("speaker"))
+        peer.say(SILENCE_8K)
+        self.tick(10)
+        peer.hangUp()  # (the shared pacer group idles again)
+        return [rms(f.pcm) > 1000 for f in peer.read() if type(f) is Audio]
+
+    def test_cushion_latency(self) -> None:
+        """
+        The cushion delays a talkspurt by two ticks, and it plays whole.
+        """
+        levels = self.greetingLevels()
+        self.factory.settings = AudioSocketSettings(cushion=0)
+        direct = self.greetingLevels()
+        first = levels.index(True)
+        self.assertEqual(first, direct.index(True) + 2)
+        self.assertEqual(levels[first : first + 6], [True] * 5 + [False])
 
     def test_transport_cannot_dtmf_or_transfer(self) -> None:
         contextId, peer = self.started()

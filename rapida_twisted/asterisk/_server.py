@@ -35,8 +35,9 @@ Two layers, as STYLE.md §2 asks:
          when the assistant is quiet (C{needsSilence}): Asterisk neither
          re-times nor buffers, and hangs the call up when neither side has
          sent anything for 2 s (§4.4.5, observed on 23.4.1), so the
-         stream must never stop while the call is up. A one-frame cushion
-         per talkspurt absorbs jitter (see L{AudioSocketCall.sendAudio}).
+         stream must never stop while the call is up. A cushion of two
+         frames per talkspurt absorbs jitter (see
+         L{AudioSocketCall.sendAudio}).
       6. Only hang-up (0x00) and audio (0x10-0x18) frames are ever
          written: any other kind makes Asterisk fail the call. Assistant
          hang-up and every refusal: 0x00, then close.
@@ -129,6 +130,8 @@ class AudioSocketSettings:
         audio is dropped beyond it).
     @ivar maxPayload: the longest frame payload accepted (see
         L{AudioSocketDecoder}).
+    @ivar cushion: outbound frames held at the start of each talkspurt
+        to absorb jitter (see L{AudioSocketCall.sendAudio}); 0 disables.
     """
 
     uuidTimeout: float = 5.0
@@ -136,6 +139,7 @@ class AudioSocketSettings:
     audioWait: float = 1.0
     maxHeld: int = 100
     maxPayload: int = DEFAULT_MAX_PAYLOAD
+    cushion: int = 2
 
 
 class _Refusal(Exception):
@@ -200,8 +204,11 @@ class AudioSocketCall:
         self._silenceFrame = b""
         self._writing = True
         #: the jitter cushion (see L{sendAudio})
-        self._heldFrame: bytes | None = None
-        self._talking = False
+        self._cushion: deque[bytes] = deque()
+        #: a talkspurt is playing (its cushion was filled)
+        self._playing = False
+        #: quiet ticks while filling the cushion
+        self._waited = 0
         self._rateWarned = False
         self.clock = gateway.clock
         self.lastActivity = self.clock.seconds()
@@ -634,35 +641,51 @@ class AudioSocketCall:
         One 20 ms frame at the call's rate (called once per pacer tick;
         exactly one frame is written per call).
 
-        A one-frame cushion absorbs jitter: the first frame of a talkspurt
-        (audio after silence) is held for one tick while silence goes out,
-        and each later frame pushes the held one out. When the session has
-        nothing at a tick (its audio came in late: say, an echo of frames
-        that reached us just after the tick), the held frame goes out
-        instead of a gap of silence, and the talkspurt continues without
-        the cushion, which the session's queue now holds. Without it, a
-        frame arriving just after its tick would insert 20 ms of silence
-        mid-talkspurt. Costs 20 ms of latency per talkspurt.
+        A cushion of L{AudioSocketSettings.cushion} frames absorbs jitter:
+        at the start of a talkspurt (audio after silence) that many frames
+        are collected while silence goes out; then each new frame pushes
+        the oldest held one out. When the session has nothing at a tick
+        (its audio came in late: an echo of caller frames that reached us
+        just after the tick, or after a reactor stall whose catch-up ticks
+        ran before the frames were read), a held frame goes out instead of
+        a gap, and the cushion stays one frame smaller for the rest of the
+        talkspurt (the session's queue now holds that frame). A talkspurt
+        shorter than the cushion is played after C{cushion} quiet ticks.
+        Costs C{cushion} x 20 ms of latency per talkspurt.
         """
         if not self._writing:
             return
         write = self._wire.write
-        held = self._heldFrame
-        if frame is self._silence:
-            if held is None:
-                self._talking = False
-                write(self._silenceFrame)
+        cushion = self._cushion
+        if frame is not self._silence:
+            if self._playing:
+                if cushion:
+                    cushion.append(frame)
+                    frame = cushion.popleft()
+                write(self._audioHeader + frame)
+                return
+            if not cushion:
+                self._waited = 0
+            cushion.append(frame)
+            if len(cushion) > self.settings.cushion:
+                self._playing = True
+                write(self._audioHeader + cushion.popleft())
             else:
-                self._heldFrame = None
-                write(self._audioHeader + held)
-        elif held is not None:
-            self._heldFrame = frame
-            write(self._audioHeader + held)
-        elif self._talking:
-            write(self._audioHeader + frame)
+                write(self._silenceFrame)
+        elif self._playing:
+            if cushion:
+                write(self._audioHeader + cushion.popleft())
+            else:
+                self._playing = False
+                write(self._silenceFrame)
+        elif cushion:
+            self._waited += 1
+            if self._waited >= self.settings.cushion:
+                self._playing = True
+                write(self._audioHeader + cushion.popleft())
+            else:
+                write(self._silenceFrame)
         else:
-            self._talking = True
-            self._heldFrame = frame
             write(self._silenceFrame)
 
     def sendMark(self, name: str) -> None:
@@ -675,8 +698,8 @@ class AudioSocketCall:
         Barge-in: drop the held frame (Asterisk queues nothing, and the
         session stops sending at once).
         """
-        self._heldFrame = None
-        self._talking = False
+        self._cushion.clear()
+        self._playing = False
 
     def sendDtmf(self, digit: str) -> bool:
         """
