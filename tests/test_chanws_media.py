@@ -192,9 +192,11 @@ class ChanWsBase(SynchronousTestCase, AsteriskHelpers):
     def setUp(self) -> None:
         self.h = Harness('[[assistants]]\nid = "speaker"\nkind = "python"\n')
 
-    def open(self, contextId: str, query: bool = False, **kw: Any) -> AsteriskWs:
+    def open(self, contextId: str, query: bool = True, **kw: Any) -> AsteriskWs:
         """
-        C{Dial(WebSocket/rapida/...)}: the upgrade, nothing sent yet.
+        C{Dial(WebSocket/rapida/...v(contextId=...))} as in the README: the
+        upgrade to C{/v1/talk/asterisk/ctx?contextId=...} (C{query=False}:
+        the path form), nothing sent yet.
         """
         path = (
             f"/v1/talk/asterisk/ctx?contextId={contextId}"
@@ -294,12 +296,13 @@ class ChanWsTests(ChanWsBase):
         self.connect(contextId)
         self.assertEqual(self.context(contextId).channel_uuid, "from-dialplan")
 
-    def test_query_context_id(self) -> None:
+    def test_path_context_id(self) -> None:
         """
-        C{v(contextId=...)} on the dial string: the id in the query.
+        The id in the path works too (a C{websocket_client.conf} section
+        per call, or an ARI application building the URI).
         """
         contextId = self.webhook()
-        peer = self.open(contextId, query=True)
+        peer = self.open(contextId, query=False)
         peer.mediaStart()
         self.assertIsNone(peer.closeCode)
         self.assertEqual(self.context(contextId).status, "claimed")
