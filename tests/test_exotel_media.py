@@ -397,6 +397,32 @@ class RefusalTests(Base):
         self.assertIsNone(good.closeCode)
         self.assertEqual(self.context(goodId).status, "claimed")
 
+    def test_ignoredAfterStop(self) -> None:
+        """
+        Once the stream is over (stop, then our close), nothing that still
+        arrives is held against the call.
+        """
+        h = Harness()
+        new = self.successResultOf(h.store.create("exotel", "echo"))
+        channel = FakeChannel()
+        adapter = ExotelMediaAdapter(
+            channel, new.context, h.gateway, None, assistants=h.gateway.assistants
+        )
+        adapter.opened()
+        start = {
+            "event": "start",
+            "stream_sid": "S",
+            "start": {"custom_parameters": {"token": new.token}},
+        }
+        adapter.messageReceived(json.dumps(start).encode(), False)
+        adapter.messageReceived(b'{"event":"stop"}', False)
+        for _ in range(MAX_BAD_IN_A_ROW + 2):
+            adapter.messageReceived(b"nope", False)
+        adapter.closed(1000, "")
+        self.assertEqual([code for code, _ in channel.closes], [1000])
+        context = self.successResultOf(h.store.get(new.context.context_id))
+        self.assertEqual(context.status, "completed")
+
     def test_oversized(self) -> None:
         """
         A text message over the codec's limit is refused (the web layer's

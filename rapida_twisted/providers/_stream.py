@@ -410,8 +410,10 @@ class StreamAdapter:
 
     def close(self, reason: str) -> None:
         """
-        Close the socket normally (1000).
+        Close the socket normally (1000); what arrives afterwards is ignored.
         """
+        self._state = _CLOSED
+        self._cancelStartTimer()
         self._channel.close(CLOSE_NORMAL, closeReason(reason))
 
     @property
