@@ -18,7 +18,6 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from txaio._common import _BatchedTimer
 from zope.interface import implementer
 
 from rapida_twisted.config import GatewayConfig, parseConfig
@@ -48,7 +47,6 @@ class Harness:
         self.gateway = Gateway(self.clock, self.store, self.config, self.urls)
         self.site = buildSite(self.gateway, self.clock)
         self.treq = StubTreq(self.site.resource)
-        _timersOnClock(self.site, self.clock)
 
     def contexts(self, testCase: Any) -> list[Any]:
         """
@@ -83,21 +81,6 @@ class Harness:
         proto.makeConnection(transport)
         proto.dataReceived(data)
         return proto, transport
-
-
-def _timersOnClock(site: Any, clock: Clock) -> None:
-    """
-    Autobahn schedules its protocol timers (auto-ping, close handshake)
-    through a txaio batched timer on the global reactor whatever reactor
-    its factory was given; put the media factory's on the test clock so
-    no test leaves real timers behind.
-    """
-    talk = site.resource.children[b"v1"].children[b"talk"]
-    factories = {id(route.factory): route.factory for route in talk.children_.values()}
-    for factory in factories.values():
-        factory._batched_timer = _BatchedTimer(
-            200.0, 1000, seconds_provider=clock.seconds, delayed_call_creator=clock.callLater
-        )
 
 
 def upgradeRequest(path: str, headers: dict[str, str] | None = None) -> bytes:

@@ -14,6 +14,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web import server
+from txaio._common import _BatchedTimer
 from zope.interface import implementer
 
 from ..interfaces import IMediaChannel
@@ -127,6 +128,12 @@ def mediaFactory(reactor: IReactorTime) -> WebSocketServerFactory:
     The WebSocket factory for every provider media stream.
     """
     factory = WebSocketServerFactory(reactor=reactor)
+    # Autobahn schedules auto-ping and handshake timers through a txaio
+    # batched timer bound to the global reactor whatever reactor= says;
+    # bind it to ours (time stays a parameter; tests pass a Clock)
+    factory._batched_timer = _BatchedTimer(
+        200.0, 1000, seconds_provider=reactor.seconds, delayed_call_creator=reactor.callLater
+    )
     factory.protocol = MediaStreamProtocol
     factory.setProtocolOptions(
         maxMessagePayloadSize=MAX_MESSAGE,
