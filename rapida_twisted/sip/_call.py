@@ -207,16 +207,6 @@ class InboundCall:
         session = self.session = CallSession(
             core.clock, gateway, context, self.rtp, assistant, pacer=core.pacerFactory
         )
-        session.events.append(
-            "gateway",
-            "claimed",
-            {
-                "transport": "sip",
-                "peer": f"{self.dialog.peer[0]}:{self.dialog.peer[1]}",
-                "call_id": self.callId,
-                "codec": self.rtp.audioFormat.codec,
-            },
-        )
         self.rtp.attach(session)
         self._log.info(
             "SIP call {call_id} from {peer}: context {context_id} for assistant {assistant_id}",
@@ -391,7 +381,7 @@ class InboundCall:
                 return
         self.state = CONFIRMED_CALL
         self.dialog.state = CONFIRMED
-        self._log.info(
+        self._log.debug(
             "SIP call {call_id} confirmed ({codec}) after {setup_ms} ms",
             call_id=self.callId,
             codec=self.rtp.audioFormat.codec,
@@ -665,6 +655,12 @@ class InboundCall:
         ring, self._ring = self._ring, None
         if ring is not None and ring.active():
             ring.cancel()
+        # the INVITE transactions outlive the call (Timer L, 64·T1): they
+        # must not keep it (its media pipelines) alive
+        self.txn.onNoAck = None
+        pending, self._pendingInvite = self._pendingInvite, None
+        if pending is not None:
+            pending.onNoAck = None
         self.rtp.close()
         if bye and state in (ANSWERED, CONFIRMED_CALL) and self.dialog.state != TERMINATED:
             self._sendBye(reason)
@@ -679,7 +675,14 @@ class InboundCall:
                 # ACK...): no assistant to tell, finish the context here
                 d = Deferred.fromCoroutine(self._finishUnstarted(outcome, source))
                 d.addErrback(self._finishFailed)
-        self._log.info("SIP call {call_id} ended: {reason}", call_id=self.callId, reason=reason)
+        # a started call's end is logged by its call session (context id,
+        # reason, frame counts); the others' here
+        log = (
+            self._log.debug
+            if session is not None and session.details is not None
+            else self._log.info
+        )
+        log("SIP call {call_id} ended: {reason}", call_id=self.callId, reason=reason)
 
     def _sendBye(self, reason: str) -> None:
         core = self.core
