@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -47,6 +48,10 @@ class Gateway:
         (one timer for all calls instead of one per call).
     @ivar httpClient: treq C{HTTPClient} for providers' REST APIs (None
         until L{http} first makes one on the reactor).
+    @ivar storeService: the service that starts the store (None when the
+        store needs no start, as in unit tests); operations wait for it.
+    @ivar sessions: live call sessions, and ended ones whose event writes
+        are still in flight (so a shutdown can end and flush them).
     """
 
     _log = Logger()
@@ -71,6 +76,8 @@ class Gateway:
         self.assistants = assistants if assistants is not None else AssistantRegistry(config)
         self.pacers = PacerGroup(clock)
         self.httpClient = httpClient
+        self.storeService: Any = None
+        self.sessions: set[Any] = set()
         self.providers: Mapping[str, BaseProvider] = {
             cls.name: cls(config, urls) for cls in PROVIDERS
         }
@@ -95,9 +102,14 @@ class Gateway:
         with L{StoreUnavailable} instead of hanging the request.
         """
         started = self.clock.seconds()
-        d = op(*args, **kw)
-        d.addTimeout(self.storeTimeout, self.clock)
+        service = self.storeService
         try:
+            if service is not None and not service.ready:
+                waiting = service.whenReady()
+                waiting.addTimeout(self.storeTimeout, self.clock)
+                await waiting
+            d = op(*args, **kw)
+            d.addTimeout(max(0.1, self.storeTimeout - (self.clock.seconds() - started)), self.clock)
             return await d
         except defer.TimeoutError:
             self._log.error(
@@ -110,3 +122,44 @@ class Gateway:
             ) from None
         finally:
             self.metrics.storeLatency.labels(name).observe(self.clock.seconds() - started)
+
+    @property
+    def storeReady(self) -> bool:
+        return self.storeService is None or bool(self.storeService.ready)
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """
+        End every live call (reason C{shutdown}) and wait, at most
+        C{timeout} seconds, for their event writes to reach the store.
+        """
+        live = list(self.sessions)
+        if live:
+            self._log.info("shutting down: ending {count} calls", count=len(live))
+        for session in live:
+            session.hangup("shutdown", source="gateway")
+        flushing = [session.events.flushed() for session in live]
+        if flushing:
+            done = defer.DeferredList(flushing, consumeErrors=True)
+            done.addTimeout(timeout, self.clock)
+            try:
+                await done
+            except defer.TimeoutError:
+                self._log.warn(
+                    "shutting down: call events still unwritten after {timeout}s",
+                    timeout=timeout,
+                )
+
+
+class GatewayService(Service):
+    """
+    Owns the gateway's calls: on stop (before the store closes, since it
+    is added after the store service) every live call is ended and its
+    event writes are flushed, so nothing already recorded is lost.
+    """
+
+    def __init__(self, gateway: Gateway):
+        self.gateway = gateway
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return Deferred.fromCoroutine(self.gateway.shutdown())

@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.application import internet, service, strports
 from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
@@ -233,6 +234,25 @@ def _warnings(options: Options, config: GatewayConfig) -> None:
         )
 
 
+class OrderedMultiService(service.MultiService):
+    """
+    A MultiService whose children stop one after another, last added
+    first, each waited for: listeners and calls are done before the store
+    closes. (Twisted's MultiService starts every child's stop at once.)
+    """
+
+    def stopService(self) -> Deferred[None]:
+        service.Service.stopService(self)
+        return Deferred.fromCoroutine(self._stopInOrder())
+
+    async def _stopInOrder(self) -> None:
+        for child in reversed(list(self)):
+            try:
+                await maybeDeferred(child.stopService)
+            except Exception:
+                _log.failure("stopping {service} failed", service=child.name or repr(child))
+
+
 def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     """
     Build the service tree: store, expiry timer, web site, listeners.
@@ -241,7 +261,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
-    from .gateway import Gateway
+    from .gateway import Gateway, GatewayService
     from .store import ContextExpiryService, StoreService, storeFromURL
     from .web import buildSite
 
@@ -249,13 +269,16 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     urls = options.urls
     assert config is not None and urls is not None, "postOptions() was not run"
     _warnings(options, config)
-    top = service.MultiService()
+    top = OrderedMultiService()
     store = storeFromURL(reactor, options["database"], ttl=options["context-ttl"])
-    StoreService(store, clock=reactor).setServiceParent(top)
+    storeService = StoreService(store, clock=reactor)
+    storeService.setServiceParent(top)
     ContextExpiryService(
         store, reactor, interval=min(10.0, options["context-ttl"] / 4)
     ).setServiceParent(top)
     gateway = Gateway(reactor, store, config, urls)
+    gateway.storeService = storeService
+    GatewayService(gateway).setServiceParent(top)
     unavailable = gateway.assistants.unavailable()
     if unavailable:
         _log.warn(

@@ -138,3 +138,37 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(names[:2], ["StoreService", "ContextExpiryService"])
         self.assertIn("http", [s.name for s in top])
         self.assertLess(names.index("StoreService"), [s.name for s in top].index("http"))
+
+
+class OrderedStopTests(SynchronousTestCase):
+    def test_childrenStopOneAfterAnother(self) -> None:
+        from twisted.application.service import Service
+        from twisted.internet.defer import Deferred
+
+        from rapida_twisted.tap import OrderedMultiService
+
+        log: list[str] = []
+        pending: dict[str, Deferred[None]] = {}
+
+        class Child(Service):
+            def stopService(self) -> Deferred[None]:
+                super().stopService()
+                log.append(self.name)
+                pending[self.name] = Deferred()
+                return pending[self.name]
+
+        top = OrderedMultiService()
+        for name in ["store", "calls", "http"]:
+            child = Child()
+            child.setName(name)
+            child.setServiceParent(top)
+        top.startService()
+        done = top.stopService()
+        self.assertEqual(log, ["http"])
+        pending["http"].callback(None)
+        self.assertEqual(log, ["http", "calls"])
+        pending["calls"].callback(None)
+        self.assertEqual(log, ["http", "calls", "store"])
+        self.assertNoResult(done)
+        pending["store"].callback(None)
+        self.successResultOf(done)

@@ -513,3 +513,46 @@ class MediaUpgradeTests(SynchronousTestCase):
         self.assertIn(" 101 ", statusLine(transport))
         head = transport.value().split(b"\r\n\r\n")[0].lower()
         self.assertNotIn(b"sec-websocket-extensions", head)
+
+
+class _FakeStoreService:
+    def __init__(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        self.ready = False
+        self.waiter: Deferred[None] = Deferred()
+
+    def whenReady(self):  # type: ignore[no-untyped-def]
+        return self.waiter
+
+
+class StoreStartingTests(SynchronousTestCase):
+    """
+    Before the store has started (migrations applied), health says so and
+    webhooks wait for it, answering 503 if it does not come within 5 s.
+    """
+
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.service = _FakeStoreService()
+        self.h.gateway.storeService = self.service
+
+    def test_healthStarting(self) -> None:
+        response, body = self.h.request(self, "GET", "/healthz")
+        self.assertEqual((response.code, json.loads(body)["status"]), (503, "starting"))
+
+    def test_webhookWaitsForStore(self) -> None:
+        d = self.h.treq.post(self.h.url("/v1/talk/twilio/call/echo"), data=FORM)
+        self.h.treq.flush()
+        self.assertNoResult(d)
+        self.service.ready = True
+        self.service.waiter.callback(None)
+        self.h.treq.flush()
+        self.assertEqual(self.successResultOf(d).code, 200)
+
+    def test_webhook503WhenStoreNeverStarts(self) -> None:
+        d = self.h.treq.post(self.h.url("/v1/talk/twilio/call/echo"), data=FORM)
+        self.h.treq.flush()
+        self.h.clock.advance(5)
+        self.h.treq.flush()
+        self.assertEqual(self.successResultOf(d).code, 503)

@@ -250,6 +250,7 @@ class CallSession:
         context = self.context
         self.details = details = CallDetails.fromContext(context, rate)
         self._state = _RUNNING
+        self._gateway.sessions.add(self)
         self.events.append(
             "gateway",
             "start",
@@ -366,6 +367,8 @@ class CallSession:
         metrics = self._gateway.metrics
         if wasRunning:
             metrics.activeCalls.labels(context.provider).dec()
+            sessions = self._gateway.sessions
+            self.events.flushed().addBoth(lambda _: sessions.discard(self))
         metrics.calls.labels(context.provider, outcome).inc()
         self._log.info(
             "call {context_id} ended ({outcome}): {reason}; {frames_in} frames in,"

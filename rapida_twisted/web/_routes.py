@@ -378,6 +378,9 @@ class Health(resource.Resource):
 
     def render_GET(self, request: server.Request) -> int:
         async def check(request: server.Request) -> None:
+            if not self.gateway.storeReady:
+                writeJSON(request, 503, {"status": "starting", "store": "starting"})
+                return
             try:
                 await self.gateway.storeOp("ping", self.gateway.store.ping)
             except Exception as e:
