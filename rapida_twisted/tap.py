@@ -144,6 +144,7 @@ class Options(usage.Options):
             self[flag] = self.environ.get(env, default)
         self.publicHostDefaulted = False
         self.gatewayConfig: GatewayConfig | None = None
+        self.assistantRegistry: Any = None
         self.urls: PublicURLs | None = None
         self.rtpPorts: tuple[int, int] = (10000, 10999)
         self.sipListen: tuple[int, str] | None = None
@@ -208,6 +209,12 @@ class Options(usage.Options):
             raise usage.UsageError(f"--public-host: {e}") from None
         try:
             self.gatewayConfig = loadConfig(self["assistants"], self.environ)
+            # python-kind factories are imported now: a typo fails here,
+            # not on the first call
+            from .assistants import AssistantRegistry
+
+            self.assistantRegistry = AssistantRegistry(self.gatewayConfig)
+            self.assistantRegistry.load()
         except ConfigError as e:
             raise usage.UsageError(f"--assistants: {e}") from None
 
@@ -276,7 +283,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     ContextExpiryService(
         store, reactor, interval=min(10.0, options["context-ttl"] / 4)
     ).setServiceParent(top)
-    gateway = Gateway(reactor, store, config, urls)
+    gateway = Gateway(reactor, store, config, urls, assistants=options.assistantRegistry)
     gateway.storeService = storeService
     GatewayService(gateway).setServiceParent(top)
     unavailable = gateway.assistants.unavailable()

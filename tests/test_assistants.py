@@ -78,7 +78,7 @@ class RegistryTests(SynchronousTestCase):
 
     def test_unavailable_kind(self) -> None:
         """
-        Kinds without an implementation (link, python) are reported at
+        Kinds without an implementation (link) are reported at
         start-up and fail clearly when a call starts.
         """
         registry = AssistantRegistry(parseConfig(TOML))
@@ -150,3 +150,39 @@ class EchoTests(SynchronousTestCase):
             score, lag = correlation(ulawDecode(said), ulawDecode(heard), 200)
             self.assertGreater(score, 0.9)
             self.assertLess(abs(lag), 80)
+
+
+def makeTestEcho(config: Any) -> EchoAssistant:
+    """
+    A C{python}-kind factory the tests name in TOML.
+    """
+    return EchoAssistant(config.id, config.sampleRate)
+
+
+class PythonKindTests(SynchronousTestCase):
+    def registry(self, factory: str) -> AssistantRegistry:
+        return AssistantRegistry(
+            parseConfig(
+                f'[[assistants]]\nid = "py"\nkind = "python"\n'
+                f'[assistants.options]\nfactory = "{factory}"\n'
+            )
+        )
+
+    def test_loaded(self) -> None:
+        registry = self.registry("tests.test_assistants:makeTestEcho")
+        self.assertEqual(registry.unavailable(), [])
+        registry.load()
+        self.assertIsInstance(registry.get("py"), EchoAssistant)
+        self.assertEqual(registry.get("py").id, "py")
+
+    def test_errors(self) -> None:
+        for factory, fragment in [
+            ("no-colon", "module:callable"),
+            ("no.such.module:x", "cannot import"),
+            ("tests.test_assistants:nothing", "no 'nothing'"),
+            ("tests.test_assistants:TOML", "not callable"),
+            ("builtins:dict", "failed: TypeError"),
+            ("builtins:str", "does not provide IAssistant"),
+        ]:
+            error = self.assertRaises(ConfigError, self.registry(factory).load)
+            self.assertIn(fragment, str(error), factory)

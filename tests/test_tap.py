@@ -172,3 +172,13 @@ class OrderedStopTests(SynchronousTestCase):
         self.assertNoResult(done)
         pending["store"].callback(None)
         self.successResultOf(done)
+
+
+class PythonAssistantOptionTests(SynchronousTestCase):
+    def test_badFactoryIsUsageError(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('[[assistants]]\nid = "py"\nkind = "python"\noptions = {factory = "nope.nope:x"}\n')
+        options = Options(environ={})
+        error = self.assertRaises(usage.UsageError, options.parseOptions, ["--assistants", path])
+        self.assertIn("cannot import 'nope.nope'", str(error))

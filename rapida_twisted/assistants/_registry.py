@@ -13,6 +13,7 @@ from zope.interface import implementer
 from ..config import ECHO, AssistantConfig, ConfigError, GatewayConfig
 from ..interfaces import IAssistant, ICallControl
 from ._echo import EchoAssistant
+from ._python import pythonAssistant
 
 __all__ = [
     "AssistantFactory",
@@ -57,7 +58,10 @@ class UnavailableAssistant:
         )
 
 
-_BUILTIN: Mapping[str, AssistantFactory] = {"echo": EchoAssistant.fromConfig}
+_BUILTIN: Mapping[str, AssistantFactory] = {
+    "echo": EchoAssistant.fromConfig,
+    "python": pythonAssistant,
+}
 
 
 class AssistantRegistry:
@@ -66,8 +70,8 @@ class AssistantRegistry:
 
     @param config: the gateway configuration (its C{assistants}).
     @param factories: kind → factory, added to (and overriding) the
-        built-in ones; kinds without a factory (today C{link} and
-        C{python}) get an L{UnavailableAssistant}.
+        built-in ones; kinds without a factory (today C{link}) get an
+        L{UnavailableAssistant}.
     """
 
     def __init__(
@@ -125,3 +129,13 @@ class AssistantRegistry:
         assistant = UnavailableAssistant(conf) if factory is None else factory(conf)
         self._built[assistantId] = assistant
         return assistant
+
+    def load(self) -> None:
+        """
+        Build every assistant now (for start-up): a C{python} factory that
+        cannot be imported is an error before the first call, not during it.
+
+        @raise ConfigError: an assistant cannot be built.
+        """
+        for assistantId in self.ids():
+            self.get(assistantId)
