@@ -61,6 +61,8 @@ class ExotelCredentials:
     stream_username: str = ""
     stream_password: str = ""
     allow_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: minimum outbound media chunk in ms (0: Exotel's documented 3.2 KB)
+    chunk_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,13 @@ def _networks(
     return tuple(nets)
 
 
+def _chunkMs(table: Mapping[str, Any]) -> int:
+    value = table.get("chunk_ms", 0)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 5000:
+        raise ConfigError("providers.exotel.chunk_ms must be an integer from 0 to 5000")
+    return value
+
+
 def _assistant(entry: Any, index: int) -> AssistantConfig:
     where = f"assistants[{index}]"
     if not isinstance(entry, dict):
@@ -215,6 +224,7 @@ def parseConfig(text: str, environ: Mapping[str, str] | None = None) -> GatewayC
         stream_username=_str(ex, "stream_username", "providers.exotel"),
         stream_password=_str(ex, "stream_password", "providers.exotel"),
         allow_from=_networks(ex, "providers.exotel"),
+        chunk_ms=_chunkMs(ex),
     )
     sipTable = data.get("sip", {})
     if not isinstance(sipTable, dict):

@@ -29,6 +29,7 @@ signature_secret = "vsecret"
 stream_username = "u"
 stream_password = "p"
 allow_from = ["203.0.113.0/24"]
+chunk_ms = 40
 
 [sip]
 realm = "example"
@@ -53,6 +54,7 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(config.twilio.auth_token, "file-token")  # the file wins
         self.assertEqual(config.vonage.application_id, "app")  # env fallback
         self.assertEqual(config.exotel.allow_from[0].num_addresses, 256)
+        self.assertEqual(config.exotel.chunk_ms, 40)
         self.assertEqual(config.sip.users, {"alice": "pw"})
         self.assertEqual(config.sip.max_dialogs, 10)
         self.assertEqual(config.audiosocket_assistant, "sales")
@@ -78,6 +80,7 @@ class ParseTests(SynchronousTestCase):
             ("[providers.exotel]\nallow_from=['nonsense']\n", "allow_from"),
             ("[providers.twilio]\nauth_token=1\n", "auth_token"),
             ("[audiosocket]\nassistant='ghost'\n", "ghost"),
+            ("[providers.exotel]\nchunk_ms=-1\n", "chunk_ms"),
             ("this is = = not toml", "not valid TOML"),
         ]:
             error = self.assertRaises(ConfigError, parseConfig, text)

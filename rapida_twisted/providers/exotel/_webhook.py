@@ -101,11 +101,11 @@ class ExotelProvider(BaseProvider):
         """
         The factory of L{ExotelMediaAdapter}s:
         C{factory(channel, context, gateway, request)}; the minimum chunk
-        is C{[providers.exotel] chunk_ms} when the configuration has it.
+        is C{[providers.exotel] chunk_ms} when it is set.
         """
 
         def build(channel: Any, context: Any, gateway: Any, request: Any) -> ExotelMediaAdapter:
-            chunkMs = getattr(gateway.config.exotel, "chunk_ms", None) or None
+            chunkMs = gateway.config.exotel.chunk_ms or None
             return ExotelMediaAdapter(
                 channel, context, gateway, request, assistants=gateway.assistants, chunkMs=chunkMs
             )
