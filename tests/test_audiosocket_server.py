@@ -20,9 +20,11 @@ from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IWriteDescriptor
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from rapida_twisted.assistants import AssistantRegistry
@@ -1040,7 +1042,40 @@ class _NoDelayTransport(StringTransport):
         self.noDelay = enabled
 
 
+@implementer(IWriteDescriptor)
+class _FlushingTransport(_NoDelayTransport):
+    """
+    A transport that is its own write descriptor, like a TCP connection.
+    """
+
+    flushedAt: list[int]
+
+    def doWrite(self) -> None:
+        self.flushedAt.append(len(self.value()))
+
+    def fileno(self) -> int:
+        return -1
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
+
+
 class TransportTests(AudioSocketBase):
+    def test_frames_flushed_in_tick(self) -> None:
+        """
+        Every frame is handed to the kernel at once (C{doWrite} right after
+        the write), not in the reactor's next pass.
+        """
+        contextId = self.webhook()
+        proto = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = _FlushingTransport()
+        transport.flushedAt = []
+        proto.makeConnection(transport)
+        proto.dataReceived(encodeUuid(uuid.UUID(contextId)) + encodeAudio(SILENCE_8K))
+        self.tick(3)
+        self.assertEqual(transport.flushedAt, [323, 646, 969, 1292])
+        proto.connectionLost(Failure(ConnectionDone()))
+
     def test_no_delay(self) -> None:
         """
         TCP_NODELAY is set, as Asterisk does on its side: Nagle's algorithm

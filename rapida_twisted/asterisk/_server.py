@@ -59,7 +59,7 @@ from uuid import UUID
 
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.internet.interfaces import IAddress, IDelayedCall, IWriteDescriptor
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -747,6 +747,7 @@ class AudioSocketProtocol(protocol.Protocol):
 
     _log = Logger()
     call: AudioSocketCall
+    _flush: Any = None
 
     def __init__(self, factory: AudioSocketFactory, addr: IAddress | None) -> None:
         self.factory = factory
@@ -759,6 +760,9 @@ class AudioSocketProtocol(protocol.Protocol):
         setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
         if setNoDelay is not None:
             setNoDelay(True)
+        # a plain TCP transport is its own IWriteDescriptor (see write)
+        if IWriteDescriptor.providedBy(self.transport):
+            self._flush = self.transport.doWrite
         self.call = AudioSocketCall(self, self.factory.gateway, self._peer, self.factory.settings)
         self.factory.connections += 1
 
@@ -795,9 +799,21 @@ class AudioSocketProtocol(protocol.Protocol):
     # the wire the call writes to
 
     def write(self, data: bytes) -> None:
+        """
+        Write C{data} and hand it to the kernel now, inside the pacer's
+        tick, rather than in the reactor's next pass: there a frame would
+        wait behind every other call's writes and reads in whatever order
+        the poller returns them, so its send time would wander by several
+        milliseconds at a few hundred calls. Here the calls are sent in
+        the pacer's fixed order, each at the same offset every tick.
+        (What the kernel does not take stays buffered as usual.)
+        """
         transport = self.transport
         if transport is not None:
             transport.write(data)
+            flush = self._flush
+            if flush is not None:
+                flush()
 
     def loseConnection(self) -> None:
         transport = self.transport
