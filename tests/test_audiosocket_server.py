@@ -1056,6 +1056,9 @@ class _FlushingTransport(_NoDelayTransport):
     def fileno(self) -> int:
         return -1
 
+    def logPrefix(self) -> str:
+        return "test"
+
     def connectionLost(self, reason: Failure) -> None:
         pass
 
