@@ -23,6 +23,7 @@ import json
 import socket
 import struct
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -123,6 +124,8 @@ class TimestampedProbe:
         self.sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         self.sock.setblocking(False)
         self.times: list[float] = []
+        #: how long after its arrival each frame was read
+        self.lags: list[float] = []
         self._pending = b""
 
     def start(self, contextId: uuid.UUID) -> None:
@@ -147,6 +150,7 @@ class TimestampedProbe:
             data, ancillary, _, _ = self.sock.recvmsg(_FRAME_8K, socket.CMSG_SPACE(16))
         except BlockingIOError:
             return
+        now = time.time()
         if not data:
             reactor.removeReader(self)
             return
@@ -162,14 +166,20 @@ class TimestampedProbe:
                 break
             assert stamp is not None, "no kernel timestamp"
             self.times.append(stamp)
+            self.lags.append(now - stamp)
             pending = pending[size:]
         self._pending = pending
 
     def gaps(self, skip: int = 0) -> Any:
         """
-        Seconds between consecutive frames, after the first C{skip}.
+        Seconds between consecutive frames after the first C{skip}, left
+        out where the probe read a frame more than 15 ms after it arrived:
+        the kernel merges a frame left waiting with the next one under the
+        later timestamp, which would show gaps the gateway never made.
         """
-        return np.diff(np.asarray(self.times[skip:], np.float64))
+        fresh = np.asarray(self.lags[skip:], np.float64) < 0.015
+        gaps = np.diff(np.asarray(self.times[skip:], np.float64))
+        return gaps[fresh[1:] & fresh[:-1]]
 
 
 class _Collect(protocol.Protocol):
