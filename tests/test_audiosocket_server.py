@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IWriteDescriptor
 from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -846,9 +847,16 @@ class AudioSocketServerTests(AudioSocketBase):
     # --- refusals and the claim -----------------------------------------------------------
 
     def test_unknown_uuid_refused(self) -> None:
-        peer = self.connect(str(uuid.uuid4()))
+        """
+        An unknown UUID: 0x00 and close, and an error in the log (there is
+        no call to record it on).
+        """
+        with capturedLogs() as events:
+            peer = self.connect(str(uuid.uuid4()))
         self.assertRefused(peer, "unknown_context")
         self.assertEqual(self.h.contexts(self), [])
+        (event,) = [e for e in events if e.get("error_code") == "unknown_context"]
+        self.assertEqual(event["log_level"], LogLevel.error)
 
     def test_other_providers_context_refused(self) -> None:
         """

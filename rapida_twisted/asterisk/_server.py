@@ -585,7 +585,10 @@ class AudioSocketCall:
         self._state = _CLOSED
         self._cancelTimer()
         self._count(refusal.code)
-        self._log.warn(
+        # refusals no call event can record (unknown UUID, store down) are
+        # logged as errors: the log is the only trace of them
+        self._log.emit(
+            LogLevel.warn if refusal.record else LogLevel.error,
             "audiosocket {peer} {context_id} refused: {error_code}: {reason}",
             peer=self.peer,
             context_id=self.contextId,
