@@ -219,6 +219,7 @@ class RtpSession:
         self._pair: PortPair | None = None
         self._rtpTransport: Any = None
         self._rtcpTransport: Any = None
+        self._sendto: Any = None
         self.setFormat(audioFormat, payloadType)
         # sending
         self.ssrc = secrets.randbits(32)
@@ -278,6 +279,16 @@ class RtpSession:
         self._rtpTransport = pair.rtp
         self._rtcpTransport = pair.rtcp
         self.port = pair.port
+        # hot path, 50 packets a second each way: a Twisted udp.Port reads
+        # until EAGAIN (an exception per packet when packets come one at a
+        # time) and checks the address three times per write; one read per
+        # wake-up (epoll is level-triggered: more data wakes us again) and
+        # the socket's own sendto (targets are IP addresses already: from
+        # the SDP, checked, or a packet's source) cost far less
+        if hasattr(pair.rtp, "maxThroughput"):
+            pair.rtp.maxThroughput = 1
+        sock = getattr(pair.rtp, "socket", None)
+        self._sendto = getattr(sock, "sendto", None)
         return pair.port
 
     def configure(self, negotiation: AudioNegotiation) -> None:
@@ -331,7 +342,7 @@ class RtpSession:
             timer.cancel()
         if self._ports is not None and self._pair is not None:
             self._ports.release(self._pair)
-        self._rtpTransport = self._rtcpTransport = None
+        self._rtpTransport = self._rtcpTransport = self._sendto = None
         stats = self.stats
         self._log.debug(
             "RTP {port} closed: {packets_in} in, {packets_out} out, {lost} lost,"
@@ -396,8 +407,12 @@ class RtpSession:
                 seq = self._seq
                 self._seq = (seq + 1) & 0xFFFF
                 packet = packRtp(pt, seq, stamp, self.ssrc, payload, marker)
+                sendto = self._sendto
                 try:
-                    transport.write(packet, target)
+                    if sendto is not None:
+                        sendto(packet, target)
+                    else:
+                        transport.write(packet, target)
                 except OSError:
                     self.stats.sendErrors += 1
                 else:
