@@ -170,13 +170,13 @@ class ChanWebSocketAdapter(StreamAdapter):
         self._begun = False
         #: the stream is over (refused or closed)
         self._over = False
-        self._binaryOk = True
+        self._evenOnly = False
 
     # --- wire → session ------------------------------------------------------------
 
     def decode(self, payload: bytes, isBinary: bool) -> Event | bytes | UnknownMessage:
         if isBinary:
-            if not self._binaryOk and len(payload) & 1:
+            if self._evenOnly and len(payload) & 1:
                 raise ProtocolError(BAD_AUDIO, f"slin media of odd length {len(payload)}")
             return payload
         try:
@@ -215,7 +215,7 @@ class ChanWebSocketAdapter(StreamAdapter):
                 f"the channel's {CONTEXT_VARIABLE} names another call context",
             )
             return True
-        self._binaryOk = wire.sampleWidth == 1
+        self._evenOnly = wire.sampleWidth == 2
         self.marksByBuffering = not start.channelId
         self.wrapped = self.marksByBuffering or wire.frameBytes % start.optimalFrameSize != 0
         self._begun = True
