@@ -186,3 +186,19 @@ class PythonKindTests(SynchronousTestCase):
         ]:
             error = self.assertRaises(ConfigError, self.registry(factory).load)
             self.assertIn(fragment, str(error), factory)
+
+
+class BrokenFactoryAtCallTimeTests(SynchronousTestCase):
+    def test_getNeverRaisesForABadFactory(self) -> None:
+        """
+        A python factory that fails is refused at start-up by load(); if a
+        call reaches it anyway, get() gives a stand-in whose session start
+        fails with the reason, so the call ends cleanly.
+        """
+        registry = AssistantRegistry(
+            parseConfig('[[assistants]]\nid = "py"\nkind = "python"\noptions = {factory = "x"}\n')
+        )
+        assistant = registry.get("py")
+        self.assertIsInstance(assistant, UnavailableAssistant)
+        error = self.assertRaises(AssistantUnavailable, assistant.startSession, None, Control())
+        self.assertIn("module:callable", str(error))

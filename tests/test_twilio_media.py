@@ -567,7 +567,7 @@ class SpeakerTests(Base):
 
 
 class NoCredentialsHangupTests(Base):
-    toml = '[[assistants]]\nid = "speaker"\nkind = "python"\n'
+    toml = '[[assistants]]\nid = "speaker"\nkind = "link"\n'
 
     def test_hangup_closes(self) -> None:
         contextId, stream = self.started("speaker")

@@ -47,15 +47,14 @@ class UnavailableAssistant:
     an C{error} event before hanging up.
     """
 
-    def __init__(self, config: AssistantConfig) -> None:
+    def __init__(self, config: AssistantConfig, reason: str = "") -> None:
         self.id = config.id
         self.sampleRate = config.sampleRate
         self.kind = config.kind
+        self.reason = reason or f"assistant {self.id!r}: kind {self.kind!r} is not available yet"
 
     def startSession(self, details: object, control: ICallControl) -> object:
-        raise AssistantUnavailable(
-            f"assistant {self.id!r}: kind {self.kind!r} is not available yet"
-        )
+        raise AssistantUnavailable(self.reason)
 
 
 _BUILTIN: Mapping[str, AssistantFactory] = {
@@ -125,10 +124,18 @@ class AssistantRegistry:
         conf = self._configs.get(assistantId)
         if conf is None:
             raise UnknownAssistant(assistantId)
-        factory = self._factories.get(conf.kind)
-        assistant = UnavailableAssistant(conf) if factory is None else factory(conf)
+        try:
+            assistant = self._build(conf)
+        except ConfigError as e:
+            # a call must not crash on it: its session records the reason
+            # as an error event and hangs up (tap's load() refuses it first)
+            assistant = UnavailableAssistant(conf, str(e))
         self._built[assistantId] = assistant
         return assistant
+
+    def _build(self, conf: AssistantConfig) -> IAssistant:
+        factory = self._factories.get(conf.kind)
+        return UnavailableAssistant(conf) if factory is None else factory(conf)
 
     def load(self) -> None:
         """
@@ -138,4 +145,5 @@ class AssistantRegistry:
         @raise ConfigError: an assistant cannot be built.
         """
         for assistantId in self.ids():
-            self.get(assistantId)
+            if assistantId not in self._built:
+                self._built[assistantId] = self._build(self._configs[assistantId])
