@@ -567,7 +567,7 @@ class SpeakerTests(Base):
 
 
 class NoCredentialsHangupTests(Base):
-    toml = '[[assistants]]\nid = "speaker"\nkind = "link"\n'
+    toml = '[[assistants]]\nid = "speaker"\nkind = "python"\n'
 
     def test_hangup_closes(self) -> None:
         contextId, stream = self.started("speaker")
@@ -578,13 +578,14 @@ class NoCredentialsHangupTests(Base):
 
     def test_unavailable_assistant(self) -> None:
         """
-        An assistant kind that cannot run yet: error event, the call ends.
+        An assistant that cannot run (here: a python kind without its
+        factory): error event, the call ends.
         """
         self.h.gateway.assistants = AssistantRegistry(self.h.config)
         contextId, stream = self.started("speaker")
         self.assertEqual(stream.closeCode, 1000)
         ((_, _, payload),) = self.events(contextId, "error")
-        self.assertIn("not available yet", payload["message"])
+        self.assertIn("assistant 'speaker': options.factory", payload["message"])
         self.assertEqual(len(self.flushLoggedErrors()), 1)
 
 

@@ -50,7 +50,10 @@ def pythonAssistant(config: AssistantConfig) -> IAssistant:
         L{IAssistant}.
     """
     spec = config.options.get("factory")
-    factory = resolveFactory(spec)
+    try:
+        factory = resolveFactory(spec)
+    except ConfigError as e:
+        raise ConfigError(f"assistant {config.id!r}: {e}") from None
     try:
         assistant = factory(config)
     except Exception as e:
