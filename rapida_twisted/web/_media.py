@@ -55,6 +55,11 @@ class MediaStreamProtocol(WebSocketServerProtocol):
         return None
 
     def onOpen(self) -> None:
+        # media is many small messages: never let Nagle hold one back
+        # behind a delayed ACK (40 ms pairs)
+        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if setNoDelay is not None:
+            setNoDelay(True)
         factory = self.provider.mediaAdapter()
         if factory is None:
             self._log.warn(
