@@ -515,7 +515,9 @@ class PlayoutTests(SynchronousTestCase):
         self.playout.audio(10.0, self.frame)
         self.playout.audio(10.001, self.frame)  # a burst queues
         self.assertAlmostEqual(self.playout.end, 10.04)
+        self.assertEqual(self.playout.underruns, 0)
         self.playout.audio(10.1, self.frame)  # a gap plays silence
+        self.assertEqual(self.playout.underruns, 1)
         heard = np.frombuffer(self.recorder.heard(), np.int16)
         self.assertEqual(len(heard), 800 + 160)
         self.assertTrue((heard[:320] == 1000).all())
@@ -707,6 +709,22 @@ class EchoMatchTests(SynchronousTestCase):
         m = matchEcho(self.audio.reference, self.times, self.audio.active, received, arrivals, 160)
         self.assertEqual(m.echoed, 0)
         self.assertLess(m.matched, 3)
+
+    def test_windowedCorrelation(self) -> None:
+        """
+        A 20 ms gap in the middle halves the whole-call correlation but
+        costs one window little; other audio scores low either way.
+        """
+        x = np.frombuffer(speechLike(4.0, 8000, seed=6), np.int16).astype(np.float64)
+        y = np.concatenate([np.zeros(40), x[:20000], np.zeros(160), x[20000:]])
+        whole, _ = echoCorrelation(x, y, 4000)
+        windowed, lag = echoCorrelation(x, y, 4000, window=2000)
+        self.assertLess(whole, 0.8)
+        self.assertGreater(windowed, 0.95)
+        self.assertEqual(lag, 40)
+        other = np.frombuffer(speechLike(4.0, 8000, seed=7), np.int16).astype(np.float64)
+        self.assertLess(echoCorrelation(x, other, 4000, window=2000)[0], 0.5)
+        self.assertEqual(echoCorrelation(x, np.zeros(0), 10), (0.0, 0.0))
 
     def test_correlationAllowsSubSampleDelay(self) -> None:
         x = np.frombuffer(speechLike(1.0, 8000, seed=2), np.int16).astype(np.float64)
@@ -1250,6 +1268,10 @@ class AsteriskWsStreamTests(StreamTestCase):
         self.assertEqual(stream.queued, 4)
         # from the first frame sent: 20 ms of nothing, then two frames played
         self.assertEqual(len(stream.recorder.heard()), 3 * 320)
+        self.advance(stream, 0.12)  # the queue runs dry: the gap is counted
+        stream.messageReceived(b"\x01" * 160, True)
+        self.advance(stream, 0.02)
+        self.assertEqual(stream.underruns, 1)
 
     def test_bufferingAndMarks(self) -> None:
         stream = self.stream(seconds=1.0)

@@ -219,6 +219,8 @@ def callLines(result: CallResult, correlation: tuple[float, float] | None) -> li
             )
     if correlation is not None:
         out.append(f"  echo correlation {correlation[0]:.3f} at {correlation[1] * 1000:.1f} ms")
+    if summary.get("underruns"):
+        out.append(f"  {summary['underruns']} gaps heard: gateway audio came too late for playback")
     counters = summary["counters"]
     if counters:
         out.append("  " + ", ".join(f"{k} {v}" for k, v in sorted(counters.items())))

@@ -166,13 +166,22 @@ def echoCorrelation(
     sent: npt.NDArray[np.integer] | FloatArray,
     heard: npt.NDArray[np.integer] | FloatArray,
     maxLag: int,
+    window: int | None = None,
 ) -> tuple[float, float]:
     """
     How alike C{heard} is to C{sent} delayed: the normalised
     cross-correlation at the best lag within C{maxLag} samples, allowing
     for a sub-sample delay (see L{fractionalLag}).
 
-    @return: C{(coefficient, lag in samples)}, the lag possibly fractional.
+    With C{window}, C{heard} is scored window by window, each window at its
+    own best lag within C{window} samples of the overall one, and the
+    scores averaged weighted by each window's energy: a playback gap that
+    shifts the rest of the call by 20 ms costs one window a little instead
+    of halving the score, while noise, distortion or missing audio still
+    count in full. (Gaps are reported on their own, as underruns.)
+
+    @return: C{(coefficient, overall lag in samples)}, the lag possibly
+        fractional.
     """
     x = np.asarray(sent, np.float64)
     y = np.asarray(heard, np.float64)
@@ -180,7 +189,24 @@ def echoCorrelation(
         return 0.0, 0.0
     exact = fractionalLag(x, y, maxLag)
     whole = math.floor(exact)
-    return _correlationAt(delayed(x, exact - whole), y, whole), exact
+    x = delayed(x, exact - whole)
+    if window is None or len(y) <= window:
+        return _correlationAt(x, y, whole), exact
+    y = y[: max(0, len(x) + whole)]  # what came after the echo of the last sample is not compared
+    total = weight = 0.0
+    for start in range(0, len(y) - window // 2, window):
+        piece = y[start : start + window]
+        energy = float(np.einsum("i,i->", piece, piece))
+        if not energy:
+            continue
+        lo = max(0, start - whole - window)
+        hi = min(len(x), start + len(piece) - whole + window)
+        if hi <= lo:
+            continue
+        score, _ = correlation(x[lo:hi], piece, hi - lo)
+        total += score * energy
+        weight += energy
+    return (total / weight if weight else 0.0), exact
 
 
 def _blockCorrelation(

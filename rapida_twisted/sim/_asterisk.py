@@ -215,6 +215,16 @@ class AsteriskWsStream(MediaStream):
         self._xoff = False
         self._reportDrained = False
         self._slot = 0
+        self._lastPlayed: int | None = None
+        self._dry = 0
+
+    @property
+    def underruns(self) -> int:
+        """
+        Times Asterisk's queue ran dry between two frames: a gap the caller
+        heard because the gateway's audio came after Asterisk's 20 ms timer.
+        """
+        return self._dry
 
     def _event(self, event: chanws.Event) -> None:
         assert self.channel is not None
@@ -269,6 +279,9 @@ class AsteriskWsStream(MediaStream):
             # played on Asterisk's 20 ms timer, not at our tick's jitter
             origin = self.frames.origin if self.frames.origin is not None else now
             self.recorder.play(origin + slot * 0.020, frame)
+            if self._lastPlayed is not None and slot > self._lastPlayed + 1:
+                self._dry += 1  # the queue ran dry between two frames
+            self._lastPlayed = slot
         if self._xoff and self.queued < chanws.XON_LEVEL:
             self._xoff = False
             self._event(chanws.MediaXon(self.channelId))

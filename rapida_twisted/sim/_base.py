@@ -284,6 +284,15 @@ class MediaStream:
             return
         self.received(data, isBinary)
 
+    @property
+    def underruns(self) -> int:
+        """
+        Gaps the caller heard because gateway audio came too late for the
+        provider's playback (see L{Playout.underruns}).
+        """
+        playout = getattr(self, "playout", None)
+        return playout.underruns if playout is not None else 0
+
     def frameIndexPayload(self, index: int) -> bytes:
         """
         The wire payload of frame C{index}: audio, then silence.
@@ -424,14 +433,15 @@ class CallResult:
     def correlation(self) -> tuple[float, float]:
         """
         How well what the caller heard matches what it said, for the echo
-        assistant: C{(coefficient, lag in seconds)}.
+        assistant: C{(coefficient, lag in seconds)}, scored in quarter-second
+        windows (see L{echoCorrelation}).
         """
         stream = self.stream
         if stream is None:
             return 0.0, 0.0
         rate = stream.recorder.format.rate
         pcm = np.frombuffer(stream.recorder.heard(), np.int16)
-        score, lag = echoCorrelation(stream.audio.reference, pcm, 2 * rate)
+        score, lag = echoCorrelation(stream.audio.reference, pcm, 2 * rate, window=rate // 4)
         return score, lag / rate
 
     def summary(self) -> dict[str, Any]:
@@ -466,4 +476,5 @@ class CallResult:
             out["closeCode"] = self.stream.closeCode
             out["closeReason"] = self.stream.closeReason
             out["skippedFrames"] = self.stream.frames.skipped
+            out["underruns"] = self.stream.underruns
         return out

@@ -140,6 +140,7 @@ class LoadReport:
     latency: Percentiles = field(default_factory=lambda: percentiles([]))
     setup: Percentiles = field(default_factory=lambda: percentiles([]))
     skippedFrames: int = 0
+    underruns: int = 0
     late: int = 0
     maxLateness: float = 0.0
     cpuSeconds: float = 0.0
@@ -175,6 +176,7 @@ class LoadReport:
             if result.stream is None:
                 continue
             report.skippedFrames += result.stream.frames.skipped
+            report.underruns += result.stream.underruns
             g, j = result.jitter()
             gaps.append(g)
             jitter.append(j)
@@ -208,6 +210,7 @@ class LoadReport:
             "echoExpected": self.expected,
             "echoReceived": self.echoed,
             "lost": self.lost,
+            "underruns": self.underruns,
             "jitterMs": self.jitter.asDict(1000),
             "gapMs": self.gaps.asDict(1000),
             "latencyMs": self.latency.asDict(1000),
@@ -236,7 +239,8 @@ class LoadReport:
             f"{self.transport}: {self.calls} calls in {self.seconds:.1f} s,"
             f" {self.ok} ok, {self.calls - self.ok} failed",
             f"  frames sent {self.framesSent}, received {self.framesReceived},"
-            f" lost {self.lost} (of {self.expected} with sound)",
+            f" lost {self.lost} (of {self.expected} with sound),"
+            f" {self.underruns} playback gaps",
             f"  inter-arrival jitter {ms(self.jitter)}",
             f"  added latency        {ms(self.latency)}",
             f"  call setup           {ms(self.setup)}",

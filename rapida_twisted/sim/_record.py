@@ -156,6 +156,10 @@ class Playout(Generic[_T]):
         self.recorder = recorder
         self.delay = delay
         self.maxAhead = maxAhead
+        #: times the buffer ran dry between two pieces (a gap the caller
+        #: heard, beyond the expected pauses of the far end)
+        self.underruns = 0
+        self._started = False
         self.end = 0.0
         self._marks: deque[tuple[float, _T]] = deque()
         self._rate = float(recorder.format.bytesPerSecond)
@@ -175,12 +179,15 @@ class Playout(Generic[_T]):
         recorder.received(now, payload)
         end = self.end
         if end < now:
+            if self._started and now - end > _SLACK:
+                self.underruns += 1
             start = now + self.delay
         elif self.maxAhead is not None and end - now > self.maxAhead:
             start = now
         else:
             start = end
         recorder.play(start, payload)
+        self._started = True
         self.end = start + len(payload) / self._rate
 
     def mark(self, now: float, value: _T) -> bool:
