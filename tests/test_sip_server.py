@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -923,3 +925,105 @@ class UacTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual(self.successResultOf(call.ended), "local_bye")
         self.assertEqual(self.h.core.calls, {})
+
+
+class EarlyDialogTests(CoreTestBase):
+    def test_byeWhileRinging(self) -> None:
+        self.h.send(
+            sipRequest(
+                "INVITE",
+                uri="sip:slow@127.0.0.1:5090",
+                body=sdpOffer(),
+                contentType="application/sdp",
+            )
+        )
+        ringing = self.h.received()[-1][0]
+        assert isinstance(ringing, SipResponse)
+        self.assertEqual(ringing.code, 180)
+        self.h.send(
+            sipRequest(
+                "BYE",
+                uri="sip:slow@127.0.0.1:5090",
+                toTag=ringing.toAddress.tag,
+                cseq=2,
+                branch="z9hG4bKearlybye",
+            )
+        )
+        answers = {
+            (m.code, m.cseq.method) for m, _ in self.h.received() if isinstance(m, SipResponse)
+        }
+        self.assertEqual(answers, {(200, "BYE"), (487, "INVITE")})
+        self.assertEqual(self.h.contexts()[0][4], "failed")
+        self.h.reactor.advance(3)
+        later = {m.code for m, _ in self.h.received() if isinstance(m, SipResponse)}
+        self.assertEqual(later, {487})  # retransmitted until ACKed; no 200 after the ring
+
+
+class FuzzTests(SynchronousTestCase):
+    """
+    Whatever arrives, C{datagramReceived} neither raises nor logs a
+    failure (trial fails a test that logs one), and what is sent back is
+    a response (or our BYE).
+    """
+
+    TEMPLATES = [
+        sipRequest("INVITE", body=sdpOffer(), contentType="application/sdp"),
+        sipRequest("OPTIONS"),
+        sipRequest("BYE", toTag="x", cseq=2),
+        sipRequest("CANCEL"),
+        sipRequest("ACK", cseqMethod="ACK", toTag="x"),
+        sipRequest("REGISTER", extra=(("Authorization", 'Digest username="a", realm="r"'),)),
+        sipRequest(
+            "INFO",
+            toTag="x",
+            body=b"Signal=5\r\nDuration=100\r\n",
+            contentType="application/dtmf-relay",
+        ),
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\nCSeq: 1 BYE\r\n\r\n",
+    ]
+
+    def setUp(self) -> None:
+        self.h = Harness(USERS + "rate_limit = 0\n")
+
+    def tearDown(self) -> None:
+        self.h.stop()
+        self.h.reactor.advance(40)
+
+    @settings(
+        max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(
+        template=st.integers(0, 7),
+        edits=st.lists(
+            st.tuples(st.integers(0, 2000), st.integers(0, 255), st.sampled_from("rdi")),
+            max_size=6,
+        ),
+        cut=st.one_of(st.none(), st.integers(0, 2000)),
+    )
+    def test_mutatedDatagrams(
+        self, template: int, edits: list[tuple[int, int, str]], cut: int | None
+    ) -> None:
+        data = bytearray(self.TEMPLATES[template])
+        for position, value, kind in edits:
+            position %= len(data) + 1
+            if kind == "r" and position < len(data):
+                data[position] = value
+            elif kind == "d" and position < len(data):
+                del data[position]
+            else:
+                data[position:position] = bytes([value])
+        if cut is not None:
+            data = data[:cut]
+        self.h.send(bytes(data), ("10.0.0.7", 5060))
+        self.h.reactor.advance(0.1)
+        for sent, _ in self.h.sip.take():
+            # responses echo the request's headers, malformed ones included
+            # (a 400 copies what it could read): only the status line is ours
+            self.assertRegex(sent.split(b"\r\n", 1)[0], rb"^(SIP/2\.0 [1-6]\d\d |BYE )")
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.binary(max_size=1500))
+    def test_randomBytes(self, data: bytes) -> None:
+        self.h.send(data, ("10.0.0.8", 5060))
+        for sent, _ in self.h.sip.take():
+            self.assertTrue(sent.startswith(b"SIP/2.0 "))

@@ -452,6 +452,9 @@ class InboundCall:
         method = request.method
         if method == "BYE":
             self._respond(200, txn=txn)
+            if self.state in (ADMITTING, RINGING):
+                # BYE in an early dialog (RFC 3261 §15.1.2): the INVITE ends too
+                self._respond(487)
             reason = request.get("Reason")
             self._end(
                 "remote_bye" if not reason else f"remote_bye ({reason[:80]})",

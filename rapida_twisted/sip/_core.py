@@ -54,7 +54,7 @@ from ._codec import (
 from ._dialog import Dialog, DialogError, DialogId
 from ._limits import AllowList, RateLimiter, Throttle
 from ._ports import PortsExhausted, RtpPortAllocator
-from ._rtp_session import MediaTimeouts, RtpSession
+from ._rtp_session import AfterSends, MediaTimeouts, RtpSession
 from ._sdp import (
     AudioNegotiation,
     NoCommonCodec,
@@ -166,6 +166,7 @@ class SipCore:
         self.allow = ALLOW + (", REGISTER" if self.auth is not None else "")
         self._assistantFor = assistantFor
         self.pacerFactory: PacerFactory = pacer if pacer is not None else gateway.pacers.pacer
+        self.afterSends = AfterSends(reactor)
         self.txns = TransactionTable()
         self.calls: dict[DialogId, InboundCall] = {}
         self._invites: dict[Hashable, InboundCall] = {}
@@ -598,7 +599,14 @@ class SipCore:
         else:
             fmt = AudioFormat(_WIRE[negotiation.codec.name.lower()], 8000, 20)
             payloadType = negotiation.codec.payloadType
-        rtp = RtpSession(self.clock, fmt, payloadType, self.mediaTimeouts, self.gateway.metrics)
+        rtp = RtpSession(
+            self.clock,
+            fmt,
+            payloadType,
+            self.mediaTimeouts,
+            self.gateway.metrics,
+            afterSends=self.afterSends,
+        )
         try:
             rtp.bind(self.ports)
         except PortsExhausted as e:
@@ -671,3 +679,4 @@ class SipCore:
         self.stopped = True
         self.txns.terminateAll()
         self.ports.releaseAll()
+        self.afterSends.cancel()

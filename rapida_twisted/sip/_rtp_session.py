@@ -41,6 +41,7 @@ from __future__ import annotations
 import random
 import secrets
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -77,7 +78,7 @@ from ._rtp import (
 if TYPE_CHECKING:
     from ._sdp import AudioNegotiation
 
-__all__ = ["DTMF_GAP_TICKS", "MediaTimeouts", "RtpOwner", "RtpSession", "RtpStats"]
+__all__ = ["DTMF_GAP_TICKS", "AfterSends", "MediaTimeouts", "RtpOwner", "RtpSession", "RtpStats"]
 
 Addr = tuple[str, int]
 
@@ -177,6 +178,52 @@ class _Rtcp(DatagramProtocol):
             self._log.failure("RTCP datagram from {peer} failed", peer=addr)
 
 
+class AfterSends:
+    """
+    Work to run once the current timer slot's sends are out.
+
+    The call sessions of a L{PacerGroup} are ticked one after the other in
+    one timer firing; each tick sends a packet, then plays out received
+    audio (decoding, resampling, the assistant).  Run inline, that work
+    delays every later call's send, by an amount that varies with the
+    load: pacing jitter.  Deferred here, every send of the slot goes out
+    first, and the play-outs follow in one C{callLater(0)}.
+    """
+
+    _log = Logger()
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._work: list[Callable[[], object]] = []
+        self._call: IDelayedCall | None = None
+
+    def add(self, work: Callable[[], object]) -> None:
+        """
+        Run C{work} after the current slot.
+        """
+        self._work.append(work)
+        if self._call is None:
+            self._call = self._clock.callLater(0, self._run)
+
+    def _run(self) -> None:
+        self._call = None
+        work, self._work = self._work, []
+        for fn in work:
+            try:
+                fn()
+            except Exception:
+                self._log.failure("RTP play-out failed")
+
+    def cancel(self) -> None:
+        """
+        Drop pending work (shutdown).
+        """
+        self._work.clear()
+        call, self._call = self._call, None
+        if call is not None and call.active():
+            call.cancel()
+
+
 @implementer(ICallTransport)
 class RtpSession:
     """
@@ -188,6 +235,8 @@ class RtpSession:
     @param timeouts: inactivity limits and report interval.
     @param metrics: the gateway's metrics (or C{None}).
     @param jitterDepth: packets held before playout.
+    @param afterSends: where play-out work waits for the slot's sends
+        (inline when C{None}).
 
     @ivar owner: the call (L{RtpOwner}), set by it.
     @ivar port: the local RTP port once bound.
@@ -208,8 +257,11 @@ class RtpSession:
         timeouts: MediaTimeouts | None = None,
         metrics: Any = None,
         jitterDepth: int = 3,
+        afterSends: AfterSends | None = None,
     ) -> None:
         self._clock = clock
+        self._after = afterSends
+        self._playoutLater = self._playout
         self.timeouts = timeouts or MediaTimeouts()
         self._metrics = metrics
         self.owner: RtpOwner | None = None
@@ -418,7 +470,11 @@ class RtpSession:
                 else:
                     self.stats.packetsOut += 1
                     self.stats.bytesOut += len(payload)
-        self._playout()
+        after = self._after
+        if after is None:
+            self._playout()
+        else:
+            after.add(self._playoutLater)
 
     def _playout(self) -> None:
         """
