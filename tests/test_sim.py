@@ -2018,3 +2018,31 @@ class FastWriteTests(SynchronousTestCase):
         plain = StringTransport()
         writeNow(plain, b"frame")
         self.assertEqual(plain.value(), b"frame")
+
+
+class CallTimeoutTests(SynchronousTestCase):
+    """
+    A call that does not end in time is given up on and closed.
+    """
+
+    def test_givenUp(self) -> None:
+        h = Harness()
+        clock = h.clock
+        connector = FakeConnector()
+        env = Environment(clock, h.treq, Ticker(clock), connector)
+        options = CallOptions("https://gw.example.com", plan=CallPlan(linger=0))
+        call = TwilioCall(env, options, AudioSource(seconds=0.1))
+        d = Deferred.fromCoroutine(call.run())
+        for _ in range(5):
+            h.treq.flush()
+        stream = connector.opened[0][3]
+        channel = connector.opened[0][4]
+        for _ in range(20):
+            clock.advance(0.01)  # the caller hangs up; the gateway never closes
+        self.assertEqual(channel.closedWith, (1000, ""))
+        self.assertNoResult(d)
+        clock.advance(31)
+        result = self.successResultOf(d)
+        self.assertEqual(result.failure, "call did not end within 31 s")
+        stream.closed(1000, "")  # a late close is harmless
+        self.assertEqual(result.failure, "call did not end within 31 s")

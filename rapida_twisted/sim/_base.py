@@ -249,7 +249,8 @@ class MediaStream:
             self.endedBy = "gateway"
             detail = f"code {code}" if code is not None else "connection lost"
             self.fail(f"gateway ended the call early ({detail}{': ' + reason if reason else ''})")
-        self.done.callback(None)
+        if not self.done.called:  # a call given up on timed it out already
+            self.done.callback(None)
 
     def fail(self, reason: str) -> None:
         """
