@@ -75,7 +75,7 @@ GLOBAL_SECONDS: Final = 4.0
 #: (see L{matchEcho}).
 BRIDGE: Final = 4
 #: Most new-lag searches per call (each costs one small FFT).
-MAX_SEARCHES: Final = 200
+MAX_SEARCHES: Final = 64
 
 
 @dataclass(frozen=True)
