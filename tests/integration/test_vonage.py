@@ -24,7 +24,6 @@ from twisted.internet.task import deferLater
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
-from rapida_twisted.assistants import AssistantRegistry
 from rapida_twisted.interfaces import IAssistant, IAssistantSession, ICallControl
 from rapida_twisted.media.analysis import tone
 from rapida_twisted.sim._analysis import echoCorrelation
@@ -196,8 +195,8 @@ class Barger:
 async def startInProcess(testCase: IntegrationTestCase, assistants: str) -> tuple[str, str]:
     """
     The gateway's service tree built in this process on the real reactor
-    (same code as `twist rapida`), with C{kind = "python"} assistants
-    being L{Barger}s; stopped at cleanup.
+    (same code as `twist rapida`), where C{kind = "python"} assistants
+    such as L{BARGER} name their factory; stopped at cleanup.
 
     @return: its base URL and database.
     """
@@ -223,8 +222,6 @@ async def startInProcess(testCase: IntegrationTestCase, assistants: str) -> tupl
         ]
     )  # fmt: skip
     top = makeService(options, reactor)
-    gateway: Any = top.gateway  # type: ignore[attr-defined]
-    gateway.assistants = AssistantRegistry(gateway.config, {"python": Barger})
     top.startService()
 
     async def stop() -> None:
@@ -250,7 +247,10 @@ async def startInProcess(testCase: IntegrationTestCase, assistants: str) -> tupl
     return base, database
 
 
-BARGER = '[[assistants]]\nid = "barger"\nkind = "python"\n'
+BARGER = (
+    '[[assistants]]\nid = "barger"\nkind = "python"\n'
+    'options = {factory = "tests.integration.test_vonage:Barger"}\n'
+)
 
 
 # --- the tests -------------------------------------------------------------------------
