@@ -118,7 +118,10 @@ class _SipTestCase(IntegrationTestCase):
             self.skipTest("sipp and baresip are installed by .ci/bootstrap --test")
         self.workdir = os.path.abspath(self.mktemp())
         os.makedirs(self.workdir)
-        return await self.startGateway(sip=True, assistants=ASSISTANTS)
+        gateway = await self.startGateway(sip=True, assistants=ASSISTANTS)
+        # a PostgreSQL database is shared by the whole run: earlier tests' rows
+        self._earlier = {row[0] for row in self.contexts(gateway)}
+        return gateway
 
     async def sipp(
         self, gateway: GatewayProcess, scenario: list[str], service: str = "echo", limit: int = 30
@@ -159,12 +162,18 @@ class _SipTestCase(IntegrationTestCase):
         return output
 
     def contexts(self, gateway: GatewayProcess) -> list[tuple[Any, ...]]:
-        return query(
+        """
+        This test's SIP contexts: C{(context_id, assistant_id, status,
+        reason, channel_uuid)}.
+        """
+        rows = query(
             gateway.database,
             "SELECT context_id, assistant_id, status, reason, channel_uuid FROM call_contexts"
             " WHERE provider = ? ORDER BY created_at",
             "sip",
         )
+        earlier = getattr(self, "_earlier", set())
+        return [row for row in rows if row[0] not in earlier]
 
     def events(self, gateway: GatewayProcess, contextId: str) -> list[tuple[str, Any]]:
         rows = query(
