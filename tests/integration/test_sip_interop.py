@@ -172,7 +172,7 @@ class _SipTestCase(IntegrationTestCase):
             " WHERE provider = ? ORDER BY created_at",
             "sip",
         )
-        earlier = getattr(self, "_earlier", set())
+        earlier: set[str] = getattr(self, "_earlier", set())
         return [row for row in rows if row[0] not in earlier]
 
     def events(self, gateway: GatewayProcess, contextId: str) -> list[tuple[str, Any]]:
