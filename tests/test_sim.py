@@ -1548,7 +1548,7 @@ class CallSetupTests(SynchronousTestCase):
         (context,) = self.h.contexts(self)
         self.assertEqual(
             self.connector.opened[0][1],
-            f"wss://gw.example.com/v1/talk/asterisk/ctx/{context.context_id}",
+            f"wss://gw.example.com/v1/talk/asterisk/ctx?contextId={context.context_id}",
         )
         self.assertEqual((stream.mediaFormat.name, stream.frameSize), ("slin16", 640))
         start = json.loads(self.connector.opened[0][4].texts()[0])

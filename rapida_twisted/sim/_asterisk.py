@@ -416,8 +416,11 @@ class AsteriskWsCall(SimCall):
             options.plan,
             control,
             chanws.mediaFormat(options.codec),
+            connectionId="rapida",
         )
         result.stream = stream
-        url = wsURL(options.gateway, f"/v1/talk/asterisk/ctx/{contextId}")
+        # as Dial(WebSocket/rapida/c(ulaw)v(contextId=...)) connects: the
+        # section's fixed URI plus the context id that v() appends
+        url = wsURL(options.gateway, f"/v1/talk/asterisk/ctx?contextId={contextId}")
         await env.connector.webSocket(url, {}, stream, options.timeout)
         return stream

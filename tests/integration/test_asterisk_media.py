@@ -13,7 +13,7 @@ group, RAPIDA_INTEGRATION=1), played by the simulator's Asterisk side
     C{[rapida]} section of C{websocket_client.conf}): the same C{CURL()},
     then C{Dial(WebSocket/rapida/c(ulaw)v(contextId=${RAPIDA_CONTEXT_ID}))}
     connects to C{/v1/talk/asterisk/ctx?contextId=...} and sends
-    C{MEDIA_START} → L{ChanWebSocketTests} (L{QueryFormCall}, the
+    C{MEDIA_START} → L{ChanWebSocketTests} (L{AsteriskWsCall}, the
     simulator's C{AsteriskWsCall} with the query form of the URL).
 """
 
@@ -36,44 +36,16 @@ from twisted.trial.unittest import SkipTest
 from zope.interface import implementer
 
 from rapida_twisted.asterisk._audiosocket import Audio, AudioSocketDecoder, Hangup, encodeUuid
-from rapida_twisted.sim._asterisk import AsteriskWsCall, AsteriskWsStream, _contextId
-from rapida_twisted.sim._base import CallOptions, CallPlan, CallResult, MediaStream
+from rapida_twisted.sim._asterisk import AsteriskWsCall
+from rapida_twisted.sim._base import CallOptions, CallPlan, CallResult
 from rapida_twisted.sim._load import audioSource, placeCall
-from rapida_twisted.sim._net import Environment, wsURL
+from rapida_twisted.sim._net import Environment
 
 from ._server import GatewayProcess, IntegrationTestCase, http
 from .test_sip_interop import eventually, query, run
 
 #: seconds of speech-like audio per echo call
 SPEECH = 3.0
-
-
-class QueryFormCall(AsteriskWsCall):
-    """
-    The simulator's chan_websocket call with the context id in the query,
-    as C{Dial(WebSocket/rapida/...v(contextId=...))} sends it (the URI of
-    a C{websocket_client.conf} section is fixed; only C{v()} varies).
-    """
-
-    async def connect(self, result: CallResult) -> MediaStream:
-        from rapida_twisted.asterisk import _chanws as chanws
-
-        options, env = self.options, self.env
-        contextId = await _contextId(self)
-        result.contextId = contextId
-        stream = AsteriskWsStream(
-            env.clock,
-            env.ticker,
-            self.audio(),
-            options.plan,
-            chanws.ControlFormat(options.controlFormat),
-            chanws.mediaFormat(options.codec),
-            connectionId="rapida",
-        )
-        result.stream = stream
-        url = wsURL(options.gateway, f"/v1/talk/asterisk/ctx?contextId={contextId}")
-        await env.connector.webSocket(url, {}, stream, options.timeout)
-        return stream
 
 
 #: the kernel's receive timestamps (Linux)
@@ -268,7 +240,7 @@ class _AsteriskBase(IntegrationTestCase):
         audio = audioSource(transport, options, seconds=SPEECH, seed=11)
         env = self.env()
         if transport == "asterisk-ws":
-            result = await QueryFormCall(env, options, audio).run()
+            result = await AsteriskWsCall(env, options, audio).run()
         else:
             result = await placeCall(env, transport, options, audio)
         self.assertTrue(result.ok, f"{result.failure}\n{gateway.output()[-3000:]}")
@@ -434,7 +406,7 @@ class ChanWebSocketTests(_AsteriskBase):
         env = self.env()
         options = self.options(gateway, plan=CallPlan(linger=3.0))
         audio = audioSource("asterisk-ws", options, seconds=1.0)
-        call = QueryFormCall(env, options, audio)
+        call = AsteriskWsCall(env, options, audio)
         running = defer.Deferred.fromCoroutine(call.run())
         contextId = await eventually(lambda: call.result.contextId)
         await eventually(lambda: self.status(gateway, contextId) == "claimed")
