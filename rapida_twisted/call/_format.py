@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..media.g711 import ALAW, PCM_DTYPE, ULAW, G711Law
-from ..media.resample import SUPPORTED_RATES
+from ..media.resample import SUPPORTED_RATES, Resampler
 from ..store._model import CallContext
 
 __all__ = ["CODECS", "AudioFormat", "CallDetails", "FormatError"]
@@ -112,6 +112,38 @@ class AudioFormat:
         if law is None:
             return samples.astype(PCM_DTYPE, copy=False).tobytes()
         return law.encodeArray(samples).tobytes()
+
+    def toCanonical(self, data: bytes | bytearray | memoryview, resampler: Resampler) -> bytes:
+        """
+        Wire bytes (whole samples) to 16-bit PCM at C{resampler.outRate},
+        decoding and resampling in one pass (C{resampler.inRate} must be
+        this format's rate).
+        """
+        law = self._law
+        if law is None:
+            if resampler.passthrough:
+                return bytes(data)
+            return resampler.processArray(np.frombuffer(data, PCM_DTYPE)).tobytes()
+        codes = np.frombuffer(data, np.uint8)
+        if resampler.passthrough:
+            return law.decodeArray(codes).tobytes()
+        return resampler.decodeArray(codes, law.floatDecodeTable).tobytes()
+
+    def fromCanonical(self, pcm: bytes | bytearray | memoryview, resampler: Resampler) -> bytes:
+        """
+        16-bit PCM at C{resampler.inRate} (an even number of bytes) to
+        wire bytes, resampling and encoding in one pass (C{resampler.outRate}
+        must be this format's rate).
+        """
+        law = self._law
+        if law is None:
+            if resampler.passthrough:
+                return bytes(pcm)
+            return resampler.processArray(np.frombuffer(pcm, PCM_DTYPE)).tobytes()
+        samples = np.frombuffer(pcm, PCM_DTYPE)
+        if resampler.passthrough:
+            return law.encodeArray(samples).tobytes()
+        return resampler.encodeArray(samples, law.offsetEncodeTable).tobytes()
 
 
 @dataclass(frozen=True)

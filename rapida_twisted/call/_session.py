@@ -30,7 +30,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
 
-import numpy as np
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -40,7 +39,6 @@ from zope.interface import implementer
 
 from ..interfaces import IAssistant, IAssistantSession, ICallControl, ICallTransport
 from ..media.framer import Framer
-from ..media.g711 import PCM_DTYPE
 from ..media.pacer import Pacer, PacerFactory, PacerLike
 from ..media.resample import Resampler
 from ..store._model import CallContext
@@ -230,7 +228,6 @@ class CallSession:
         # outbound
         self._outResampler = Resampler(rate, wire.sampleRate)
         self._outPassthrough = wire.codec == "l16" and wire.sampleRate == rate
-        self._resampleOut = wire.sampleRate != rate
         self._outFramer = Framer(wire.frameBytes, wire.silence)
         self._frameBytes = wire.frameBytes
         self._frameSeconds = wire.frameMs / 1000.0
@@ -302,7 +299,7 @@ class CallSession:
         if self._inPassthrough:
             pcm = frame
         else:
-            pcm = self._inResampler.processArray(self._wire.decodeArray(frame)).tobytes()
+            pcm = self._wire.toCanonical(frame, self._inResampler)
         self.stats.framesIn += 1
         session = self._assistantSession
         if session is None:
@@ -361,9 +358,7 @@ class CallSession:
         self._pendingCalls.clear()
         context = self.context
         self.events.append(source, "ended", {"reason": reason, "outcome": outcome})
-        self.events.run(
-            "finish", self._gateway.store.finish, context.context_id, outcome, reason
-        )
+        self.events.run("finish", self._gateway.store.finish, context.context_id, outcome, reason)
         metrics = self._gateway.metrics
         if wasRunning:
             metrics.activeCalls.labels(context.provider).dec()
@@ -616,10 +611,7 @@ class CallSession:
         if self._outPassthrough:
             wire = bytes(pcm)
         else:
-            samples = np.frombuffer(pcm, PCM_DTYPE)
-            if self._resampleOut:
-                samples = self._outResampler.processArray(samples)
-            wire = self._wire.encodeArray(samples)
+            wire = self._wire.fromCanonical(pcm, self._outResampler)
         framer = self._outFramer
         if len(wire) == self._frameBytes and not framer.pending:
             self._enqueue((wire,))
@@ -660,7 +652,9 @@ class CallSession:
             if item.completed:
                 self._finishActive()
 
-    def _enqueue(self, frames: tuple[bytes, ...] | list[bytes], marker: _Marker | None = None) -> None:
+    def _enqueue(
+        self, frames: tuple[bytes, ...] | list[bytes], marker: _Marker | None = None
+    ) -> None:
         out = self._out
         if frames:
             out.extend(frames)

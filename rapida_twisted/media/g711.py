@@ -212,6 +212,23 @@ class G711Law:
     silence: bytes
     _encodeTable: Uint8Array = field(repr=False, compare=False)
     _decodeTable: Int16Array = field(repr=False, compare=False)
+    #: the 256 decoded values as float32 (for decoding straight into a
+    #: resampler's filter buffer)
+    floatDecodeTable: npt.NDArray[np.float32] = field(init=False, repr=False, compare=False)
+    #: the encode table indexed by C{sample + 32768} rather than by the
+    #: sample's bit pattern, so that an index clipped to 0..65535 encodes
+    #: a clipped sample (for encoding a resampler's output in one lookup)
+    offsetEncodeTable: Uint8Array = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        decoded = self._decodeTable.astype(np.float32)
+        byOffset = self._encodeTable[
+            (np.arange(65536, dtype=np.int32) - 32768).astype(np.int16).view(np.uint16)
+        ]
+        for table in (decoded, byOffset):
+            table.flags.writeable = False
+        object.__setattr__(self, "floatDecodeTable", decoded)
+        object.__setattr__(self, "offsetEncodeTable", byOffset)
 
     def decode(self, data: bytes | bytearray | memoryview) -> bytes:
         """

@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -168,6 +169,76 @@ def polyphase(inRate: int, outRate: int) -> Polyphase:
     )
 
 
+class _Plan:
+    """
+    The preallocated arrays for one chunk length in the steady state (no
+    input left over from the previous chunk, the usual case for 20 ms
+    chunks): where the chunk goes, the strided window view, the output
+    and the history to move down afterwards. One matrix product and two
+    copies, no allocation and no indexing per chunk.
+    """
+
+    __slots__ = ("history", "historyFrom", "input", "output", "result", "windows")
+
+    def __init__(self, buf: Float32Array, poly: Polyphase, size: int) -> None:
+        h = poly.history
+        periods = (h + size - poly.window) // poly.down + 1
+        used = periods * poly.down
+        self.input = buf[h : h + size]
+        self.windows = as_strided(
+            buf,
+            shape=(periods, poly.window),
+            strides=(poly.down * buf.itemsize, buf.itemsize),
+            writeable=False,
+        )
+        self.output: Float32Array = np.empty((periods, poly.up), np.float32)
+        #: the output as one row (a view of C{output})
+        self.result: Float32Array = self.output.reshape(-1)
+        self.history = buf[:h]
+        self.historyFrom = buf[used : used + h]
+
+
+def _steadyState(poly: Polyphase, size: int) -> bool:
+    """
+    Whether a chunk of C{size} samples after exactly the history leaves
+    exactly the history behind (then a L{_Plan} serves it).
+    """
+    h = poly.history
+    periods = (h + size - poly.window) // poly.down + 1
+    return periods > 0 and size <= _MAX_PIECE and h + size - periods * poly.down == h
+
+
+#: float32 bounds of 16-bit PCM, and the offset of an offset-indexed table
+_PCM_MAX = np.float32(32767.0)
+_PCM_MIN = np.float32(-32768.0)
+_OFFSET = np.float32(32768.0)
+
+#: chunk lengths a resampler keeps a plan for (20 ms and a few others)
+_MAX_PLANS = 8
+
+
+def _toPcm(y: Float32Array) -> Int16Array:
+    """
+    Filter output (overwritten) as a new int16 array: rounded to the
+    nearest integer (ties to even), clipped.
+    """
+    np.rint(y, out=y)
+    np.minimum(y, _PCM_MAX, out=y)
+    np.maximum(y, _PCM_MIN, out=y)
+    return y.astype(PCM_DTYPE)
+
+
+def _toCodes(y: Float32Array, table: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """
+    Filter output (overwritten) rounded like L{_toPcm} and looked up in a
+    65,536-entry table indexed by sample + 32768; C{take}'s clip mode
+    does the clipping.
+    """
+    np.rint(y, out=y)
+    y += _OFFSET
+    return table.take(y.astype(np.int32), mode="clip")
+
+
 class Resampler:
     """
     One direction of one call's audio: int16 mono PCM in at C{inRate},
@@ -182,9 +253,15 @@ class Resampler:
 
     Equal rates make a pass-through that returns its input.
 
+    Besides PCM, a chunk can come in as G.711 codes decoded on the way
+    (L{decodeArray}) and go out encoded (L{encodeArray}), each in the
+    same pass as the filter; the results are bit-identical to decoding
+    or encoding separately.
+
     @ivar inRate: input sample rate, Hz.
     @ivar outRate: output sample rate, Hz.
     @ivar delay: algorithmic delay in seconds (at most about 3.1 ms).
+    @ivar passthrough: whether the rates are equal.
     """
 
     def __init__(self, inRate: int, outRate: int) -> None:
@@ -197,13 +274,16 @@ class Resampler:
         self.outRate = outRate
         self._poly: Polyphase | None = None
         self.delay = 0.0
-        if inRate == outRate:
+        self.passthrough = inRate == outRate
+        if self.passthrough:
             return
         self._poly = poly = polyphase(inRate, outRate)
         self.delay = poly.delaySamples / outRate
+        self._history = poly.history
         self._buffer: Float32Array = np.zeros(poly.history + _MAX_PIECE, np.float32)
         self._fill = poly.history
         self._views: dict[int, Float32Array] = {}
+        self._plans: dict[int, _Plan | None] = {}
 
     def reset(self) -> None:
         """
@@ -233,13 +313,82 @@ class Resampler:
         """
         if self._poly is None:
             return samples
+        plan = self._plan(len(samples))
+        if plan is None:
+            return _toPcm(self._filter(samples))
+        plan.input[...] = samples
+        np.dot(plan.windows, self._poly.matrix, out=plan.output)
+        plan.history[...] = plan.historyFrom
+        return _toPcm(plan.result)
+
+    def decodeArray(self, codes: npt.NDArray[np.uint8], table: Float32Array) -> Int16Array:
+        """
+        Resample a chunk of G.711 codes (1-D uint8), decoding them on the
+        way in through C{table} (the law's 256 decoded values as float32,
+        L{rapida_twisted.media.g711.G711Law.floatDecodeTable}); returns
+        new int16 PCM at C{outRate} (decoded only, for a pass-through).
+        """
+        if self._poly is None:
+            return table.take(codes).astype(PCM_DTYPE)
+        plan = self._plan(len(codes))
+        if plan is None:
+            return _toPcm(self._filter(table.take(codes)))
+        table.take(codes, out=plan.input)
+        np.dot(plan.windows, self._poly.matrix, out=plan.output)
+        plan.history[...] = plan.historyFrom
+        return _toPcm(plan.result)
+
+    def encodeArray(
+        self, samples: npt.NDArray[np.int16], table: npt.NDArray[np.uint8]
+    ) -> npt.NDArray[np.uint8]:
+        """
+        Resample a chunk of int16 PCM and encode the result through
+        C{table}, a 65,536-entry table indexed by sample + 32768
+        (L{rapida_twisted.media.g711.G711Law.offsetEncodeTable}); returns
+        new uint8 codes.
+        """
+        if self._poly is None:
+            return table.take(samples.astype(np.int32) + 32768)
+        plan = self._plan(len(samples))
+        if plan is None:
+            return _toCodes(self._filter(samples), table)
+        plan.input[...] = samples
+        np.dot(plan.windows, self._poly.matrix, out=plan.output)
+        plan.history[...] = plan.historyFrom
+        return _toCodes(plan.result, table)
+
+    def _plan(self, size: int) -> _Plan | None:
+        """
+        The plan for a chunk of C{size} samples when the steady state
+        allows one (else None: the general path).
+        """
+        if self._fill != self._history:
+            return None
+        plans = self._plans
+        try:
+            return plans[size]
+        except KeyError:
+            pass
+        poly = self._poly
+        assert poly is not None
+        if len(plans) >= _MAX_PLANS:
+            plans.clear()
+        plan = _Plan(self._buffer, poly, size) if _steadyState(poly, size) else None
+        plans[size] = plan
+        return plan
+
+    def _filter(self, samples: npt.NDArray[Any]) -> Float32Array:
+        """
+        The general path: any chunk length after any leftover input;
+        returns the unrounded float output (a new array).
+        """
         if len(samples) <= _MAX_PIECE:
             return self._piece(samples)
         return np.concatenate(
             [self._piece(samples[i : i + _MAX_PIECE]) for i in range(0, len(samples), _MAX_PIECE)]
         )
 
-    def _piece(self, samples: npt.NDArray[np.int16]) -> Int16Array:
+    def _piece(self, samples: npt.NDArray[Any]) -> Float32Array:
         """
         Filter at most L{_MAX_PIECE} new samples after the kept history.
         """
@@ -252,7 +401,7 @@ class Resampler:
         periods = (total - poly.window) // poly.down + 1
         if periods <= 0:
             self._fill = total
-            return np.empty(0, PCM_DTYPE)
+            return np.empty(0, np.float32)
         view = self._views.get(periods)
         if view is None:
             if len(self._views) >= _MAX_VIEWS:
@@ -264,11 +413,8 @@ class Resampler:
                 writeable=False,
             )
             self._views[periods] = view
-        out = np.dot(view, poly.matrix).ravel()
+        out: Float32Array = np.dot(view, poly.matrix).ravel()
         used = periods * poly.down
         buf[: total - used] = buf[used:total]
         self._fill = total - used
-        np.rint(out, out=out)
-        np.minimum(out, 32767.0, out=out)
-        np.maximum(out, -32768.0, out=out)
-        return out.astype(PCM_DTYPE)
+        return out

@@ -254,7 +254,7 @@ def splitMediaType(value: str) -> tuple[str, dict[str, str]]:
     return mime.strip().lower(), params
 
 
-def decodeBase64(value: str, where: str) -> bytes:
+def decodeBase64(value: str | bytes, where: str) -> bytes:
     """
     Strict base64 (RFC 4648 alphabet, correct padding, nothing after it).
 

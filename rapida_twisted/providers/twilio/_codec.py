@@ -14,6 +14,7 @@ L{Mark}, L{Dtmf}) and their decoders stay here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -245,6 +246,28 @@ _DECODERS: Final[Mapping[str, Callable[[dict[str, Any]], Message]]] = {
 }
 
 
+# A C{media} message laid out exactly as Twilio sends it (or as the
+# simulator does, with C{streamSid} before C{media}), with no spaces and
+# no escapes: 50 of them a second per call, so they skip the JSON parser.
+# Any other text (another order, extra keys, escapes, numbers as JSON
+# numbers...) goes through the parser, which gives the same message for
+# these.
+_MEDIA_FIELDS = (
+    rb'"media":\{"track":"([A-Za-z_]{1,32})","chunk":"([0-9]{1,15})",'
+    rb'"timestamp":"([0-9]{1,15})","payload":"([A-Za-z0-9+/=]*)"\}'
+)
+_SEQUENCE = rb'"sequenceNumber":"[0-9]{1,15}"'
+_STREAM_SID = rb'"streamSid":"[A-Za-z0-9]{1,64}"'
+_MEDIA_LAYOUTS: Final = (
+    re.compile(
+        rb'\{"event":"media",' + _SEQUENCE + b"," + _MEDIA_FIELDS + b"," + _STREAM_SID + rb"\}"
+    ),
+    re.compile(
+        rb'\{"event":"media",' + _SEQUENCE + b"," + _STREAM_SID + b"," + _MEDIA_FIELDS + rb"\}"
+    ),
+)
+
+
 def decode(text: str | bytes, maxSize: int = MAX_MESSAGE_SIZE) -> Message:
     """
     Decode one Twilio → server text message.
@@ -256,6 +279,17 @@ def decode(text: str | bytes, maxSize: int = MAX_MESSAGE_SIZE) -> Message:
     @raise ProtocolError: oversized, not JSON, not an object, a missing
         required field, a field of the wrong type, or bad base64.
     """
+    if type(text) is bytes and len(text) <= maxSize:
+        for layout in _MEDIA_LAYOUTS:
+            match = layout.fullmatch(text)
+            if match is not None:
+                track, chunk, timestamp, payload = match.groups()
+                return Media(
+                    decodeBase64(payload, "media.payload"),
+                    int(chunk),
+                    int(timestamp),
+                    track.decode("ascii"),
+                )
     return decodeEvent(text, maxSize, _DECODERS)
 
 

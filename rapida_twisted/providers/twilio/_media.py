@@ -19,6 +19,7 @@ L{rapida_twisted.providers._stream.StreamAdapter}'s.
 
 from __future__ import annotations
 
+from binascii import b2a_base64 as _b64encode
 from typing import Any, Final
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -100,6 +101,8 @@ class TwilioMediaAdapter(StreamAdapter):
         super().__init__(*args, **kw)
         self.audioFormat = AudioFormat("ulaw", 8000)
         self.streamSid = ""
+        self._mediaSid: str | None = None
+        self._mediaHead = ""
 
     @property
     def callSid(self) -> str:
@@ -171,7 +174,15 @@ class TwilioMediaAdapter(StreamAdapter):
     # --- session → wire ------------------------------------------------------------
 
     def sendAudio(self, frame: bytes) -> None:
-        self._channel.sendText(encodeMedia(self.streamSid, frame))
+        # encodeMedia's text, its constant head built once per streamSid
+        sid = self.streamSid
+        if sid is not self._mediaSid:
+            head, _, _ = encodeMedia(sid, b"").rpartition('"}}')
+            self._mediaHead = head
+            self._mediaSid = sid
+        self._channel.sendText(
+            self._mediaHead + _b64encode(frame, newline=False).decode("ascii") + '"}}'
+        )
 
     def sendMark(self, name: str) -> None:
         self._channel.sendText(encodeMark(self.streamSid, name))

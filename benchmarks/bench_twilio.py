@@ -1,0 +1,414 @@
+"""
+Twilio media load benchmark (issue 3 item 7): one gateway process
+(`twist rapida`, echo assistant at the canonical 16 kHz, so every frame
+goes μ-law 8 k → 16 k → assistant → 16 k → 8 k μ-law) pinned to one core,
+and `rapida-sim load twilio` in another process pinned to the other core,
+at several numbers of concurrent calls. Prints one table; not a timed
+test.
+
+    .venv/bin/python benchmarks/bench_twilio.py [--calls 50,200,500]
+        [--seconds 30] [--database sqlite::memory:] [--server-cpu 0]
+        [--sim-cpu 1] [--json out.json]
+
+Each level gets a fresh gateway. The calls start spread over a ramp
+(C{--ramp} seconds per 100 calls), then all of them stream for the rest
+of their C{--seconds} of audio. Columns:
+
+  - ok: calls that went as planned, of all.
+  - steady CPU: the gateway's CPU (user + system, from /proc/<pid>/stat)
+    while every call was streaming (the window between the last call's
+    start and the first call's end, found by polling the gateway's
+    C{rapida_active_calls}), as a share of one core; "ms/call-s" is that
+    divided by the number of calls, in ms of CPU per second of call.
+  - run ms/call-s: the same over the whole run (webhooks, handshakes,
+    claims and the store's writes included), per second of call.
+  - calls/core: 1000 divided by the steady ms/call-s: an EXTRAPOLATION
+    to a saturated core (latency grows long before that point).
+  - frames sent/recv/lost: what the callers sent and received, and the
+    echoed frames with sound that never came back.
+  - jitter, added: the callers' inter-arrival jitter and the echo's added
+    latency (the gateway's queueing and processing), p50/p99 in ms.
+  - sim late, sim CPU: the load generator's own late ticks (max lateness)
+    and its CPU share of its core; if either is high, the load generator
+    was the bottleneck and the row measures it, not the gateway.
+
+The machine is shared: run it on a quiet box; the load average before
+each level is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = sys.executable
+_TICK = os.sysconf("SC_CLK_TCK")
+_ACTIVE = re.compile(rb'^rapida_active_calls\{provider="twilio"\} ([0-9.e+]+)$', re.M)
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpuSeconds(pid: int) -> float:
+    """
+    User + system CPU time of process C{pid} so far.
+    """
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _raiseFileLimit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def pinned(cpu: int | None, argv: list[str]) -> list[str]:
+    return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
+
+
+class Gateway:
+    """
+    `twist rapida` on a free port, echo only, logging warnings and worse.
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        database: str,
+        cpu: int | None,
+        path: str | None = None,
+        probe: bool = False,
+    ) -> None:
+        self.port = freePort()
+        self.base = f"http://127.0.0.1:{self.port}"
+        rapida = [
+            "--http", f"tcp:{self.port}:interface=127.0.0.1:backlog=4096",
+            "--sip", "none",
+            "--audiosocket", "none",
+            "--database", database,
+            "--public-host", self.base,
+        ]  # fmt: skip
+        self.stats: str | None = None
+        if probe:
+            self.stats = os.path.join(workdir, f"probe-{self.port}.json")
+            script = os.path.join(ROOT, "benchmarks", "profile_gateway.py")
+            argv = [PYTHON, script, "--stats", self.stats, "--", *rapida]
+        else:
+            argv = [PYTHON, "-m", "twisted", "--log-format=json", "--log-level=warn", "rapida"]
+            argv += rapida
+        self.log = open(os.path.join(workdir, f"gateway-{self.port}.log"), "wb")
+        env = dict(os.environ)
+        if path:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [path, env.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            pinned(cpu, argv),
+            cwd=workdir,
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
+            preexec_fn=_raiseFileLimit,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(self.base + "/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"gateway did not start; see {self.log.name}")
+            time.sleep(0.1)
+
+    def cpu(self) -> float:
+        return cpuSeconds(self.process.pid)
+
+    def active(self) -> int | None:
+        try:
+            with urllib.request.urlopen(self.base + "/metrics", timeout=2) as response:
+                body = response.read()
+        except OSError:
+            return None
+        match = _ACTIVE.search(body)
+        return int(float(match.group(1))) if match else 0
+
+    def stop(self) -> dict[str, Any] | None:
+        """
+        Stop the gateway; the probes' summary when it ran with them.
+        """
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+        if self.stats is None:
+            return None
+        try:
+            with open(self.stats) as f:
+                result: dict[str, Any] = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return result
+
+
+@dataclass
+class Steady:
+    """
+    CPU samples of the gateway while every call streams.
+    """
+
+    calls: int
+    start: tuple[float, float] | None = None
+    end: tuple[float, float] | None = None
+    maxActive: int = 0
+    samples: list[tuple[float, float, int]] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        if self.start is None or self.end is None:
+            return 0.0
+        return self.end[0] - self.start[0]
+
+    @property
+    def share(self) -> float | None:
+        """
+        The gateway's CPU as a share of one core over the window.
+        """
+        if self.seconds < 1.0:
+            return None
+        assert self.start is not None and self.end is not None
+        return (self.end[1] - self.start[1]) / self.seconds
+
+
+def watch(gateway: Gateway, steady: Steady, done: threading.Event, interval: float) -> None:
+    """
+    Poll the gateway's active calls; keep the CPU samples taken while all
+    of them were up (the last such window).
+    """
+    while not done.is_set():
+        active = gateway.active()
+        now, cpu = time.monotonic(), gateway.cpu()
+        if active is not None:
+            steady.maxActive = max(steady.maxActive, active)
+            steady.samples.append((now, cpu, active))
+            if active >= steady.calls:
+                if steady.start is None:
+                    steady.start = (now, cpu)
+                steady.end = (now, cpu)
+            elif steady.start is not None and steady.end is not None:
+                done.wait(interval)
+                continue
+        done.wait(interval)
+
+
+def loadAverage() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def runLevel(args: argparse.Namespace, workdir: str, calls: int) -> dict[str, Any]:
+    """
+    One level: a fresh gateway, the simulator, the numbers.
+    """
+    load = loadAverage()
+    gateway = Gateway(workdir, args.database, args.server_cpu, args.gateway_path, args.probe)
+    ramp = max(1.0, args.ramp * calls / 100)
+    argv = [
+        PYTHON, "-m", "rapida_twisted.sim", "load", "twilio",
+        "--gateway", gateway.base,
+        "--calls", str(calls),
+        "--ramp", f"{ramp:g}",
+        "--duration", f"{args.seconds:g}",
+        "--linger", "0.5",
+        "--timeout", "60",
+        "--json",
+    ]  # fmt: skip
+    steady = Steady(calls)
+    done = threading.Event()
+    watcher = threading.Thread(target=watch, args=(gateway, steady, done, 0.5), daemon=True)
+    try:
+        cpuBefore = gateway.cpu()
+        started = time.monotonic()
+        watcher.start()
+        sim = subprocess.run(
+            pinned(args.sim_cpu, argv),
+            cwd=ROOT,
+            capture_output=True,
+            preexec_fn=_raiseFileLimit,
+            timeout=args.seconds + ramp + 300,
+        )
+        wall = time.monotonic() - started
+        done.set()
+        watcher.join()
+        cpuRun = gateway.cpu() - cpuBefore
+    finally:
+        done.set()
+        probes = gateway.stop()
+    if sim.returncode not in (0, 1) or not sim.stdout.strip():
+        raise SystemExit(
+            f"rapida-sim failed ({sim.returncode}): {sim.stderr.decode(errors='replace')[-2000:]}"
+        )
+    report: dict[str, Any] = json.loads(sim.stdout.decode().strip().splitlines()[-1])
+    report["bench"] = {
+        "loadAverageBefore": load,
+        "rampSeconds": ramp,
+        "wallSeconds": round(wall, 3),
+        "gatewayCpuSeconds": round(cpuRun, 3),
+        "steadySeconds": round(steady.seconds, 3),
+        "steadyWindow": None
+        if steady.start is None or steady.end is None
+        else [steady.start[0], steady.end[0]],
+        "steadyCpuShare": None if steady.share is None else round(steady.share, 4),
+        "maxActive": steady.maxActive,
+        "probes": probes,
+    }
+    return report
+
+
+def row(calls: int, seconds: float, report: dict[str, Any]) -> list[str]:
+    bench = report["bench"]
+    share = bench["steadyCpuShare"]
+    perCall = None if share is None else share / calls * 1000  # ms per call-second
+    runPerCall = bench["gatewayCpuSeconds"] / (calls * (seconds + 0.5)) * 1000
+    sim = report["simulator"]
+    simShare = sim["cpuSeconds"] / max(bench["wallSeconds"], 1e-9)
+
+    def pair(d: dict[str, Any]) -> str:
+        if d.get("p50") is None:
+            return "-"
+        return f"{d['p50']:.1f}/{d['p99']:.1f}"
+
+    return [
+        str(calls),
+        f"{report['ok']}/{report['calls']}",
+        "-" if share is None else f"{share * 100:.0f}%",
+        "-" if perCall is None else f"{perCall:.2f}",
+        f"{runPerCall:.2f}",
+        "-" if not perCall else f"{1000 / perCall:.0f}",
+        f"{report['framesSent']}/{report['framesReceived']}/{report['lost']}",
+        pair(report["jitterMs"]),
+        pair(report["latencyMs"]),
+        f"{sim['lateTicks']} ({sim['maxLatenessMs']:.0f} ms)",
+        f"{simShare * 100:.0f}%",
+    ]
+
+
+HEADER = [
+    "calls",
+    "ok",
+    "steady CPU",
+    "ms/call-s",
+    "run ms/call-s",
+    "calls/core (extrap.)",
+    "frames sent/recv/lost",
+    "jitter ms p50/p99",
+    "added ms p50/p99",
+    "sim late ticks (max)",
+    "sim CPU",
+]
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", default="50,200,500", help="concurrent calls, comma-separated")
+    parser.add_argument("--seconds", type=float, default=30.0, help="audio per call")
+    parser.add_argument(
+        "--ramp", type=float, default=1.0, help="seconds of ramp per 100 calls (at least 1 s)"
+    )
+    parser.add_argument("--database", default="sqlite::memory:", help="the gateway's store")
+    parser.add_argument("--server-cpu", type=int, default=0, help="core for the gateway")
+    parser.add_argument("--sim-cpu", type=int, default=1, help="core for the load generator")
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="run the gateway under benchmarks/profile_gateway.py: report its reactor's"
+        " timer lateness and its garbage collector's pauses",
+    )
+    parser.add_argument(
+        "--gateway-path",
+        help="run the gateway from this source tree (e.g. an older `git archive`), for comparisons",
+    )
+    parser.add_argument("--json", help="also write the reports to this file")
+    args = parser.parse_args()
+    if args.no_pin:
+        args.server_cpu = args.sim_cpu = None
+    levels = [int(n) for n in args.calls.split(",") if n]
+    workdir = tempfile.mkdtemp(prefix="bench-twilio-")
+    # this process only polls: keep it off the gateway's core
+    if args.sim_cpu is not None:
+        os.sched_setaffinity(0, {args.sim_cpu})
+    print(
+        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs"
+        f" ({platform.processor() or platform.machine()}), gateway on CPU {args.server_cpu},"
+        f" simulator on CPU {args.sim_cpu}, database {args.database},"
+        f" {args.seconds:g} s of audio per call, echo at 16 kHz"
+        + (f", gateway from {args.gateway_path}" if args.gateway_path else ""),
+        flush=True,
+    )
+    rows: list[list[str]] = []
+    documents: list[dict[str, Any]] = []
+    for calls in levels:
+        report = runLevel(args, workdir, calls)
+        documents.append(report)
+        rows.append(row(calls, args.seconds, report))
+        bench = report["bench"]
+        print(
+            f"  {calls} calls: load average before {bench['loadAverageBefore']},"
+            f" steady window {bench['steadySeconds']:.1f} s (max active {bench['maxActive']})"
+            f" | " + "  ".join(rows[-1]),
+            flush=True,
+        )
+        probes = bench["probes"]
+        if probes:
+            late = probes["timerLateness"]
+            full = probes["gcPauses"]["2"]
+            window = bench["steadyWindow"]
+            inWindow = [ms for t, ms in probes["stalls"] if window and window[0] <= t <= window[1]]
+            print(
+                f"    gateway probes: 10 ms timer late p50 {late.get('p50')} p99 {late.get('p99')}"
+                f" max {late.get('max')} ms over the run; in the steady window"
+                f" {len(inWindow)} probes > 2 ms late (max {max(inWindow, default=0):.1f} ms);"
+                f" full GCs {full.get('count')} (max pause {full.get('max')} ms),"
+                f" young GCs {probes['gcPauses']['0'].get('count')}",
+                flush=True,
+            )
+        for reason, count in sorted(report["failures"].items(), key=lambda kv: -kv[1])[:3]:
+            print(f"    failed x{count}: {reason}", flush=True)
+    print()
+    print(table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(documents, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
