@@ -105,16 +105,41 @@ class Gateway:
             self.process.kill()
 
 
-def sipp(gateway: Gateway, workdir: str, args: list[str], limit: float) -> subprocess.Popen[str]:
+class Sipp:
+    """
+    One SIPp run; its screen goes to a file (a pipe left unread could
+    fill up and stall it).
+    """
+
+    count = 0
+
+    def __init__(self, argv: list[str], workdir: str) -> None:
+        Sipp.count += 1
+        self.path = os.path.join(workdir, f"sipp-{Sipp.count}.out")
+        with open(self.path, "wb") as out:
+            self.process = subprocess.Popen(argv, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll()
+
+    def output(self) -> str:
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def wait(self) -> str:
+        self.process.wait()
+        return self.output()
+
+
+def sipp(gateway: Gateway, workdir: str, args: list[str], limit: float) -> Sipp:
     argv = [
         "timeout", "-k", "2", str(int(limit)), "sipp", f"127.0.0.1:{gateway.sip}",
         "-s", "echo", "-i", "127.0.0.1", "-p", str(freePort()),
         "-mi", "127.0.0.1", "-mp", str(freePort() & ~1),
         "-nostdin", "-timeout", str(int(limit) - 3), *args,
     ]  # fmt: skip
-    return subprocess.Popen(
-        argv, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    return Sipp(argv, workdir)
 
 
 def sippResult(output: str) -> tuple[int, int, float]:
@@ -139,7 +164,7 @@ def callRate(
         args = ["-sn", "uac", "-d", "0"]
     cpu0, t0 = gateway.cpu(), time.time()
     proc = sipp(gateway, workdir, [*args, "-r", str(rate), "-m", str(count)], seconds + media + 40)
-    output, _ = proc.communicate()
+    output = proc.wait()
     cpu1, t1 = gateway.cpu(), time.time()
     ok, failed, achieved = sippResult(output)
     return {
@@ -216,11 +241,10 @@ async def concurrent(
     }
 
 
-async def deferToProcess(reactor: Any, proc: subprocess.Popen[str]) -> tuple[str, int]:
-    while proc.poll() is None:
+async def deferToProcess(reactor: Any, proc: Sipp) -> tuple[str, int | None]:
+    while proc.returncode is None:
         await deferLater(reactor, 0.5, lambda: None)
-    output = proc.stdout.read() if proc.stdout else ""
-    return output, proc.returncode
+    return proc.output(), proc.returncode
 
 
 async def main(reactor: Any, options: argparse.Namespace) -> None:
