@@ -75,7 +75,7 @@ class SipSettings:
     users: Mapping[str, str] = field(default_factory=dict)
     allow_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     max_dialogs: int = 2000
-    rate_limit: float = 50.0
+    rate_limit: float = 200.0
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ def parseConfig(text: str, environ: Mapping[str, str] | None = None) -> GatewayC
         users=users,
         allow_from=_networks(sipTable, "sip"),
         max_dialogs=int(sipTable.get("max_dialogs", 2000)),
-        rate_limit=float(sipTable.get("rate_limit", 50.0)),
+        rate_limit=float(sipTable.get("rate_limit", 200.0)),
     )
     audiosocket = data.get("audiosocket", {})
     if not isinstance(audiosocket, dict):
