@@ -854,3 +854,33 @@ class PropertyTests(SynchronousTestCase):
     @given(st.lists(_OPS, max_size=40))
     def test_paced_transport(self, ops: list[tuple[str, str, int]]) -> None:
         self.check(ops, FakeTransport(paced=True, supportsMarks=False))
+
+
+class EndedBeforeStartTests(SynchronousTestCase):
+    def test_endedBeforeStart(self) -> None:
+        """
+        A stream that ends before its format was known (e.g. closed while
+        claiming) ends cleanly: the context is finished, no exception.
+        """
+        from rapida_twisted.assistants import EchoAssistant
+        from rapida_twisted.config import parseConfig
+        from rapida_twisted.gateway import Gateway
+        from rapida_twisted.providers._base import PublicURLs
+        from rapida_twisted.store import MemoryContextStore
+
+        clock = Clock()
+        store = MemoryContextStore(clock)
+        gateway = Gateway(clock, store, parseConfig(""), PublicURLs("gw.example.com"))
+        context = self.successResultOf(store.create("twilio", "echo")).context
+        context = self.successResultOf(store.claim(context.context_id))
+
+        class Transport:
+            audioFormat = None
+            paced = False
+            supportsMarks = False
+
+        session = CallSession(clock, gateway, context, Transport(), EchoAssistant())  # type: ignore[arg-type]
+        session.ended("closed before start", "failed")
+        session.ended("again", "completed")
+        now = self.successResultOf(store.get(context.context_id))
+        self.assertEqual((now.status, now.reason), ("failed", "closed before start"))

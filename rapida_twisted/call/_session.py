@@ -174,6 +174,8 @@ class CallSession:
         self.events = EventLog(gateway, context.context_id)
         self.details: CallDetails | None = None
         self._state = _NEW
+        #: start() has built the media pipelines (framers, resamplers)
+        self._started = False
         self._hungUp = False
         self.endReason = ""
         metrics = gateway.metrics
@@ -220,6 +222,7 @@ class CallSession:
         rate = int(self._assistant.sampleRate)
         canonical = AudioFormat("l16", rate, CANONICAL_FRAME_MS)
         self._wire = wire
+        self._started = True
         # inbound: 20 ms of wire audio becomes exactly one canonical frame
         self._inBytes = wire.bytesFor(CANONICAL_FRAME_MS)
         self._inFramer = Framer(self._inBytes, wire.silence)
@@ -614,7 +617,21 @@ class CallSession:
             wire = self._wire.fromCanonical(pcm, self._outResampler)
         framer = self._outFramer
         if len(wire) == self._frameBytes and not framer.pending:
-            self._enqueue((wire,))
+            if self._out or self._pacer is not None or self._resume is not None:
+                self._enqueue((wire,))
+                return
+            # one frame, nothing queued, not paced, not held back: what
+            # _enqueue and _drain would do, without the queue
+            now = self._clock.seconds()
+            playout = self._playoutEnd
+            if playout < now:
+                playout = now
+            if playout >= now + self._maxLead - 1e-6:
+                self._enqueue((wire,))  # _drain holds it back
+                return
+            self._transport.sendAudio(wire)
+            self.stats.framesOut += 1
+            self._playoutEnd = playout + self._frameSeconds
         else:
             frames = framer.push(wire)
             if frames:
@@ -811,7 +828,7 @@ class CallSession:
         self._waitingBytes = 0
         self._outCarry = b""
         self._acks.clear()
-        if self._state is not _NEW:
+        if self._started:
             self._outFramer.clear()
         timers, self._timers = self._timers, {}
         for call in timers.values():
