@@ -29,8 +29,14 @@ of their C{--seconds} of audio. Columns:
   - jitter, added: the callers' inter-arrival jitter and the echo's added
     latency (the gateway's queueing and processing), p50/p99 in ms.
   - sim late, sim CPU: the load generator's own late ticks (max lateness)
-    and its CPU share of its core; if either is high, the load generator
-    was the bottleneck and the row measures it, not the gateway.
+    over the whole run and its CPU share of its core in the steady window;
+    if either is high, the load generator was the bottleneck and the row
+    measures it, not the gateway.
+  - others' CPU: what every other process on the machine used in the
+    steady window (as a share of one core; from /proc/*/stat, so kernel
+    work outside processes is not in it); the row is only clean when this
+    is small, since taskset keeps our processes on their cores but not
+    other people's off them.
 
 The machine is shared: run it on a quiet box; the load average before
 each level is printed.
@@ -51,7 +57,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -170,53 +176,97 @@ class Gateway:
         return result
 
 
+def processCpu() -> dict[int, float]:
+    """
+    CPU seconds of every process on the machine.
+    """
+    cpu: dict[int, float] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                cpu[int(name)] = cpuSeconds(int(name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return cpu
+
+
+@dataclass
+class Sample:
+    """
+    One look at the machine: time, the gateway's and the simulator's CPU
+    seconds, and every process's.
+    """
+
+    time: float
+    gateway: float
+    sim: float
+    processes: dict[int, float]
+
+
 @dataclass
 class Steady:
     """
-    CPU samples of the gateway while every call streams.
+    Samples while every call streams: the first and the last.
     """
 
     calls: int
-    start: tuple[float, float] | None = None
-    end: tuple[float, float] | None = None
+    start: Sample | None = None
+    end: Sample | None = None
     maxActive: int = 0
-    samples: list[tuple[float, float, int]] = field(default_factory=list)
+    left: bool = False
+    #: every process's CPU when the window was seen to end
+    othersEnd: tuple[float, dict[int, float]] | None = None
 
     @property
     def seconds(self) -> float:
         if self.start is None or self.end is None:
             return 0.0
-        return self.end[0] - self.start[0]
+        return self.end.time - self.start.time
 
-    @property
-    def share(self) -> float | None:
+    def share(self, what: str, exclude: frozenset[int] = frozenset()) -> float | None:
         """
-        The gateway's CPU as a share of one core over the window.
+        CPU share of one core over the window: of the gateway, of the
+        simulator, or (C{what="others"}) of every other process that ran
+        through the window (C{exclude}: our own pids).
         """
         if self.seconds < 1.0:
             return None
         assert self.start is not None and self.end is not None
-        return (self.end[1] - self.start[1]) / self.seconds
+        if what == "others":
+            if self.othersEnd is None:
+                return None
+            seconds = self.othersEnd[0] - self.start.time
+            before, after = self.start.processes, self.othersEnd[1]
+            used = sum(after[p] - before[p] for p in after.keys() & before.keys() - exclude)
+            return float(used / seconds)
+        else:
+            used = getattr(self.end, what) - getattr(self.start, what)
+        return float(used / self.seconds)
 
 
-def watch(gateway: Gateway, steady: Steady, done: threading.Event, interval: float) -> None:
+def watch(
+    gateway: Gateway, simPid: int, steady: Steady, done: threading.Event, interval: float
+) -> None:
     """
-    Poll the gateway's active calls; keep the CPU samples taken while all
-    of them were up (the last such window).
+    Poll the gateway's active calls; keep the first and last samples taken
+    while all of them were up.
     """
     while not done.is_set():
         active = gateway.active()
-        now, cpu = time.monotonic(), gateway.cpu()
-        if active is not None:
+        if active is not None and not steady.left:
+            try:
+                sample = Sample(time.monotonic(), gateway.cpu(), cpuSeconds(simPid), {})
+            except OSError:  # the simulator has exited
+                break
             steady.maxActive = max(steady.maxActive, active)
-            steady.samples.append((now, cpu, active))
             if active >= steady.calls:
                 if steady.start is None:
-                    steady.start = (now, cpu)
-                steady.end = (now, cpu)
-            elif steady.start is not None and steady.end is not None:
-                done.wait(interval)
-                continue
+                    sample.processes = processCpu()
+                    steady.start = sample
+                steady.end = sample
+            elif steady.start is not None:
+                steady.left = True
+                steady.othersEnd = (time.monotonic(), processCpu())
         done.wait(interval)
 
 
@@ -244,18 +294,25 @@ def runLevel(args: argparse.Namespace, workdir: str, calls: int) -> dict[str, An
     ]  # fmt: skip
     steady = Steady(calls)
     done = threading.Event()
-    watcher = threading.Thread(target=watch, args=(gateway, steady, done, 0.5), daemon=True)
     try:
         cpuBefore = gateway.cpu()
         started = time.monotonic()
-        watcher.start()
-        sim = subprocess.run(
+        sim = subprocess.Popen(
             pinned(args.sim_cpu, argv),
             cwd=ROOT,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             preexec_fn=_raiseFileLimit,
-            timeout=args.seconds + ramp + 300,
         )
+        watcher = threading.Thread(
+            target=watch, args=(gateway, sim.pid, steady, done, 0.5), daemon=True
+        )
+        watcher.start()
+        try:
+            out, err = sim.communicate(timeout=args.seconds + ramp + 300)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+            out, err = sim.communicate()
         wall = time.monotonic() - started
         done.set()
         watcher.join()
@@ -263,11 +320,11 @@ def runLevel(args: argparse.Namespace, workdir: str, calls: int) -> dict[str, An
     finally:
         done.set()
         probes = gateway.stop()
-    if sim.returncode not in (0, 1) or not sim.stdout.strip():
+    if sim.returncode not in (0, 1) or not out.strip():
         raise SystemExit(
-            f"rapida-sim failed ({sim.returncode}): {sim.stderr.decode(errors='replace')[-2000:]}"
+            f"rapida-sim failed ({sim.returncode}): {err.decode(errors='replace')[-2000:]}"
         )
-    report: dict[str, Any] = json.loads(sim.stdout.decode().strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     report["bench"] = {
         "loadAverageBefore": load,
         "rampSeconds": ramp,
@@ -276,12 +333,26 @@ def runLevel(args: argparse.Namespace, workdir: str, calls: int) -> dict[str, An
         "steadySeconds": round(steady.seconds, 3),
         "steadyWindow": None
         if steady.start is None or steady.end is None
-        else [steady.start[0], steady.end[0]],
-        "steadyCpuShare": None if steady.share is None else round(steady.share, 4),
+        else [steady.start.time, steady.end.time],
+        "steadyCpuShare": _round(steady.share("gateway")),
+        "steadySimCpuShare": _round(steady.share("sim")),
+        # every other process on the machine (other people's work): the
+        # gateway's figures are only clean when this is small
+        "steadyOthersCpuShare": _round(
+            steady.share("others", frozenset({gateway.process.pid, sim.pid, os.getpid()}))
+        ),
         "maxActive": steady.maxActive,
         "probes": probes,
     }
     return report
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
 
 
 def row(calls: int, seconds: float, report: dict[str, Any]) -> list[str]:
@@ -290,7 +361,6 @@ def row(calls: int, seconds: float, report: dict[str, Any]) -> list[str]:
     perCall = None if share is None else share / calls * 1000  # ms per call-second
     runPerCall = bench["gatewayCpuSeconds"] / (calls * (seconds + 0.5)) * 1000
     sim = report["simulator"]
-    simShare = sim["cpuSeconds"] / max(bench["wallSeconds"], 1e-9)
 
     def pair(d: dict[str, Any]) -> str:
         if d.get("p50") is None:
@@ -308,7 +378,8 @@ def row(calls: int, seconds: float, report: dict[str, Any]) -> list[str]:
         pair(report["jitterMs"]),
         pair(report["latencyMs"]),
         f"{sim['lateTicks']} ({sim['maxLatenessMs']:.0f} ms)",
-        f"{simShare * 100:.0f}%",
+        _pct(bench["steadySimCpuShare"]),
+        _pct(bench["steadyOthersCpuShare"]),
     ]
 
 
@@ -324,6 +395,7 @@ HEADER = [
     "added ms p50/p99",
     "sim late ticks (max)",
     "sim CPU",
+    "others' CPU",
 ]
 
 

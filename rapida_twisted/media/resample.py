@@ -216,6 +216,11 @@ _OFFSET = np.float32(32768.0)
 #: chunk lengths a resampler keeps a plan for (20 ms and a few others)
 _MAX_PLANS = 8
 
+# the clip ufunc itself (np.clip wraps it in Python at three times the
+# cost); numpy 2 keeps it in numpy._core, numpy 1 in numpy.core
+_core: Any = getattr(np, "_core", None) or np.core
+_clip: Any = getattr(getattr(_core, "umath", None), "clip", None)
+
 
 def _toPcm(y: Float32Array) -> Int16Array:
     """
@@ -223,8 +228,11 @@ def _toPcm(y: Float32Array) -> Int16Array:
     nearest integer (ties to even), clipped.
     """
     np.rint(y, out=y)
-    np.minimum(y, _PCM_MAX, out=y)
-    np.maximum(y, _PCM_MIN, out=y)
+    if _clip is not None:
+        _clip(y, _PCM_MIN, _PCM_MAX, out=y)
+    else:
+        np.minimum(y, _PCM_MAX, out=y)
+        np.maximum(y, _PCM_MIN, out=y)
     return y.astype(PCM_DTYPE)
 
 
