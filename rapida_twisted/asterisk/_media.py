@@ -262,11 +262,7 @@ class ChanWebSocketAdapter(StreamAdapter):
         elif kind is UnknownMessage:
             self.unknown(message)
         elif kind is MediaStart:
-            self.count("duplicate_start")
-            self._log.warn(
-                "chan_websocket stream {context_id}: a second MEDIA_START, ignored",
-                context_id=self.context.context_id,
-            )
+            self.duplicateStart()
 
     def _asteriskError(self, error: ErrorEvent) -> None:
         self.asteriskErrors += 1

@@ -339,6 +339,18 @@ class StreamAdapter:
         if session is not None:
             session.hangup(reason, source="provider")
 
+    def duplicateStart(self) -> None:
+        """
+        A second start message: counted, logged, ignored.
+        """
+        self.count("duplicate_start")
+        self._log.warn(
+            "{provider} stream {context_id}: a second {event}, ignored",
+            provider=self.name,
+            context_id=self.context.context_id,
+            event=self.startEvent,
+        )
+
     def count(self, code: str) -> None:
         """
         Count one protocol error of this provider.

@@ -190,11 +190,7 @@ class ExotelMediaAdapter(StreamAdapter):
         elif kind is Unknown:
             self.unknown(message)
         elif kind is Start:
-            self.count("duplicate_start")
-            self._log.warn(
-                "exotel stream {context_id}: a second start message, ignored",
-                context_id=self.context.context_id,
-            )
+            self.duplicateStart()
 
     # --- session → wire --------------------------------------------------------------
 

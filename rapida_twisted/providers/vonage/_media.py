@@ -216,11 +216,7 @@ class VonageMediaAdapter(StreamAdapter):
         elif kind is Unknown:
             self.unknown(message)
         elif kind is Connected:
-            self.count("duplicate_start")
-            self._log.warn(
-                "vonage stream {context_id}: a second websocket:connected, ignored",
-                context_id=self.context.context_id,
-            )
+            self.duplicateStart()
 
     # --- session → wire --------------------------------------------------------------
 
