@@ -22,6 +22,8 @@ from types import MappingProxyType
 from typing import Final
 from uuid import UUID
 
+from ..errors import DTMF_DIGITS, WireError
+
 #: Frame kinds.
 KIND_HANGUP: Final = 0x00
 KIND_UUID: Final = 0x01
@@ -52,8 +54,6 @@ AUDIO_KINDS: Final[Mapping[int, int]] = MappingProxyType({r: k for k, r in SLIN_
 #: The only kinds the server may send: anything else ends the call.
 SENDABLE_TO_ASTERISK: Final = frozenset({KIND_HANGUP, *SLIN_RATES})
 
-#: DTMF symbols Asterisk sends in a 0x03 frame.
-DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
 
 HEADER_SIZE: Final = 3
 #: The format's limit (a 16-bit length).
@@ -71,7 +71,7 @@ NOT_SENDABLE: Final = "not_sendable"
 FAILED: Final = "failed"
 
 
-class AudioSocketError(ValueError):
+class AudioSocketError(WireError):
     """
     Bad AudioSocket data, or a frame that must not be built.
 
@@ -79,14 +79,6 @@ class AudioSocketError(ValueError):
         L{NOT_SENDABLE} or L{FAILED}.
     @ivar reason: a human-readable explanation.
     """
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any, Final
 
+from ..errors import DTMF_DIGITS, WireError
+
 #: Asterisk ignores text messages longer than this (MAX_TEXT_MESSAGE_LEN).
 MAX_COMMAND_BYTES: Final = 128
 #: Largest inbound control message accepted (JSON MEDIA_START carries the
@@ -41,7 +43,7 @@ TOO_LONG: Final = "too_long"
 UNSUPPORTED: Final = "unsupported"
 
 
-class ChanWsError(ValueError):
+class ChanWsError(WireError):
     """
     A control message that cannot be parsed, or a command that cannot be
     built.
@@ -50,14 +52,6 @@ class ChanWsError(ValueError):
         L{TOO_LONG} or L{UNSUPPORTED}.
     @ivar reason: a human-readable explanation.
     """
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.reason}"
 
 
 class ControlFormat(Enum):
@@ -270,7 +264,6 @@ Event = (
 
 _NAME: Final = re.compile(r"[A-Z][A-Z0-9_]*")
 _KEY: Final = re.compile(r"[a-z][a-z0-9_]*")
-_DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
 _TEXT_FIELDS: Final = ("error_text",)  # plain-text values that run to the end of the line
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
@@ -333,7 +326,7 @@ def _dtmfEnd(fields: Mapping[str, Any], positional: list[str]) -> DtmfEnd:
     digit = _str(fields, "digit")
     if digit is None:
         raise ChanWsError(MISSING_FIELD, "DTMF_END has no digit")
-    if len(digit) != 1 or digit.upper() not in _DTMF_DIGITS:
+    if len(digit) != 1 or digit.upper() not in DTMF_DIGITS:
         raise ChanWsError(BAD_VALUE, f"DTMF_END digit {digit[:8]!r}")
     return DtmfEnd(digit.upper(), _str(fields, "channel_id"))
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
+from ..errors import DTMF_DIGITS, WireError
+
 __all__ = [
     "BAD_AUDIO",
     "BAD_BASE64",
@@ -58,8 +60,6 @@ BAD_VALUE: Final = "bad_value"
 BAD_BASE64: Final = "bad_base64"
 BAD_AUDIO: Final = "bad_audio"
 
-#: The DTMF symbols a telephone keypad can send (RFC 4733 events 0-15).
-DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
 
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 _COMPACT: Final = (",", ":")
@@ -69,7 +69,7 @@ _b64decode = binascii.a2b_base64
 _b64encode = binascii.b2a_base64
 
 
-class ProtocolError(ValueError):
+class ProtocolError(WireError):
     """
     A provider message that cannot be decoded.
 
@@ -80,14 +80,6 @@ class ProtocolError(ValueError):
         L{BAD_VALUE}, L{BAD_BASE64}, L{BAD_AUDIO}.
     @ivar reason: a human-readable explanation naming the field.
     """
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.reason}"
 
 
 def loadObject(text: str | bytes, maxSize: int) -> dict[str, Any]:
