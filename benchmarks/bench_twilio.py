@@ -275,6 +275,30 @@ def loadAverage() -> str:
         return " ".join(f.read().split()[:3])
 
 
+def probeLine(probes: dict[str, Any], window: list[float] | None) -> str:
+    """
+    One process's probes, summed up (times relative to the steady window).
+    """
+    late = probes["timerLateness"]
+    full = probes["gcPauses"]["2"]
+    inWindow = [ms for t, ms in probes["stalls"] if window and window[0] <= t <= window[1]]
+    where = ""
+    if window:
+        worst = sorted(probes["stalls"], key=lambda s: -s[1])[:3]
+        where = ", worst at " + ", ".join(
+            f"{t - window[0]:+.2f} s ({ms:.0f} ms)" for t, ms in worst
+        )
+        gcs = ", ".join(f"{t - window[0]:+.2f} s ({ms:.0f} ms)" for t, ms in probes["fullGcs"])
+        where += f"; full GCs at {gcs or '-'}"
+    return (
+        f"10 ms timer late p50 {late.get('p50')} p99 {late.get('p99')} max {late.get('max')} ms;"
+        f" {len(inWindow)} probes > 2 ms late in the steady window"
+        f" (max {max(inWindow, default=0):.1f} ms){where};"
+        f" {full.get('count')} full GCs (max {full.get('max')} ms),"
+        f" {probes['gcPauses']['0'].get('count')} young"
+    )
+
+
 def runLevel(args: argparse.Namespace, workdir: str, calls: int) -> dict[str, Any]:
     """
     One level: a fresh gateway, the simulator, the numbers.
@@ -282,8 +306,19 @@ def runLevel(args: argparse.Namespace, workdir: str, calls: int) -> dict[str, An
     load = loadAverage()
     gateway = Gateway(workdir, args.database, args.server_cpu, args.gateway_path, args.probe)
     ramp = max(1.0, args.ramp * calls / 100)
+    simStats = os.path.join(workdir, f"sim-{calls}-{gateway.port}.json")
+    if args.probe:
+        launcher = [
+            PYTHON,
+            os.path.join(ROOT, "benchmarks", "profile_sim.py"),
+            "--stats",
+            simStats,
+            "--",
+        ]
+    else:
+        launcher = [PYTHON, "-m", "rapida_twisted.sim"]
     argv = [
-        PYTHON, "-m", "rapida_twisted.sim", "load", "twilio",
+        *launcher, "load", "twilio",
         "--gateway", gateway.base,
         "--calls", str(calls),
         "--ramp", f"{ramp:g}",
@@ -343,8 +378,17 @@ def runLevel(args: argparse.Namespace, workdir: str, calls: int) -> dict[str, An
         ),
         "maxActive": steady.maxActive,
         "probes": probes,
+        "simProbes": _load(simStats) if args.probe else None,
     }
     return report
+
+
+def _load(path: str) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def _round(value: float | None) -> float | None:
@@ -459,20 +503,9 @@ def main() -> None:
             f" | " + "  ".join(rows[-1]),
             flush=True,
         )
-        probes = bench["probes"]
-        if probes:
-            late = probes["timerLateness"]
-            full = probes["gcPauses"]["2"]
-            window = bench["steadyWindow"]
-            inWindow = [ms for t, ms in probes["stalls"] if window and window[0] <= t <= window[1]]
-            print(
-                f"    gateway probes: 10 ms timer late p50 {late.get('p50')} p99 {late.get('p99')}"
-                f" max {late.get('max')} ms over the run; in the steady window"
-                f" {len(inWindow)} probes > 2 ms late (max {max(inWindow, default=0):.1f} ms);"
-                f" full GCs {full.get('count')} (max pause {full.get('max')} ms),"
-                f" young GCs {probes['gcPauses']['0'].get('count')}",
-                flush=True,
-            )
+        for who, probes in (("gateway", bench["probes"]), ("simulator", bench["simProbes"])):
+            if probes:
+                print(f"    {who} probes: {probeLine(probes, bench['steadyWindow'])}", flush=True)
         for reason, count in sorted(report["failures"].items(), key=lambda kv: -kv[1])[:3]:
             print(f"    failed x{count}: {reason}", flush=True)
     print()

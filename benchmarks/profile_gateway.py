@@ -90,11 +90,16 @@ def main() -> None:
                 stalls.append((round(now, 4), round(lateness * 1000, 3)))
         expected[0] = now + args.interval
 
+    fullGcs: list[tuple[float, float]] = []
+
     def onGc(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             gcStart[0] = time.perf_counter()
         else:
-            pauses[info["generation"]].append(time.perf_counter() - gcStart[0])
+            pause = time.perf_counter() - gcStart[0]
+            pauses[info["generation"]].append(pause)
+            if info["generation"] == 2:
+                fullGcs.append((round(time.monotonic(), 4), round(pause * 1000, 3)))
 
     gc.callbacks.append(onGc)
     loop = LoopingCall(probe)
@@ -112,6 +117,8 @@ def main() -> None:
         "intervalMs": args.interval * 1000,
         #: (monotonic time, ms late) of every probe more than 2 ms late
         "stalls": stalls,
+        #: (monotonic time at the end, ms) of every full collection
+        "fullGcs": fullGcs,
     }
     with open(args.stats, "w") as f:
         json.dump(summary, f, indent=1)

@@ -28,7 +28,7 @@ from rapida_twisted.providers.twilio import _codec
 from rapida_twisted.providers.twilio._codec import Media, encodeInboundMedia, encodeMedia
 from rapida_twisted.web._media import MAX_MESSAGE, MediaStreamProtocol, mediaFactory
 
-from ._web import upgradeRequest
+from ._web import serverFrames, upgradeRequest
 
 # --- a provider whose adapter records what the socket delivers ---------------------
 
@@ -108,13 +108,13 @@ class SocketTransport(Transport):
 
 
 def openStream(
-    transport: StringTransport | None = None, fast: bool = True
+    transport: StringTransport | None = None, fast: bool = True, clock: Clock | None = None
 ) -> tuple[MediaStreamProtocol, StringTransport, Recorder]:
     """
     A media protocol after its handshake, on C{transport}; C{fast=False}
     turns both fast paths off (plain Autobahn).
     """
-    clock = Clock()
+    clock = clock if clock is not None else Clock()
     factory = mediaFactory(clock)
     proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     assert isinstance(proto, MediaStreamProtocol)
@@ -368,6 +368,43 @@ class OutboundTests(SynchronousTestCase):
         self.assertIsNone(proto._socket)
         proto.sendText("a")
         self.assertEqual(transport.value(), b"\x81\x01a")
+
+
+class TimerTests(SynchronousTestCase):
+    """
+    Autobahn's timers run one each on the given reactor.
+    """
+
+    def test_autoPingsAtEachStreamsOwnTime(self) -> None:
+        """
+        Streams opened 300 ms apart ping 20 s after their own opening, not
+        together at a whole second.
+        """
+        clock = Clock()
+        clock.advance(1000.0)
+        first = openStream(clock=clock)[1]
+        clock.advance(0.3)
+        second = openStream(clock=clock)[1]
+        clock.advance(19.7 - 0.001)
+        self.assertEqual(first.value(), b"")
+        clock.advance(0.002)
+        self.assertEqual(serverFrames(first.value())[0][0][0], 9)
+        self.assertEqual(second.value(), b"")
+        clock.advance(0.3)
+        self.assertEqual(serverFrames(second.value())[0][0][0], 9)
+
+    def test_cancelTwiceOrAfterRunning(self) -> None:
+        clock = Clock()
+        timers = mediaFactory(clock)._batched_timer
+        ran: list[int] = []
+        timer = timers.call_later(1.0, ran.append, 1)
+        timer.cancel()
+        timer.cancel()
+        later = timers.call_later(1.0, ran.append, 2)
+        clock.advance(1.0)
+        later.cancel()
+        self.assertEqual(ran, [2])
+        self.assertEqual(clock.getDelayedCalls(), [])
 
 
 # --- the Twilio codec's media fast path --------------------------------------------
