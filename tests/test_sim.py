@@ -2046,3 +2046,326 @@ class CallTimeoutTests(SynchronousTestCase):
         self.assertEqual(result.failure, "call did not end within 31 s")
         stream.closed(1000, "")  # a late close is harmless
         self.assertEqual(result.failure, "call did not end within 31 s")
+
+
+# ---------------------------------------------------------------------------
+# SIP: the simulator's UAC calls against the SIP server, both in memory
+# ---------------------------------------------------------------------------
+
+from rapida_twisted.sim._sip import (  # noqa: E402
+    SipCall,
+    SipCallResult,
+    SipOptions,
+    SipStream,
+    localAddressFor,
+    resolveTarget,
+    sipTarget,
+    uacPool,
+)
+from rapida_twisted.sip._codec import SipRequest, parseMessage  # noqa: E402
+
+from .test_sip_server import USERS, USERS_OPEN  # noqa: E402
+from .test_sip_server import Harness as SipHarness  # noqa: E402
+
+
+class SipOptionTests(SynchronousTestCase):
+    """
+    The SIP options: codec, target, command line.
+    """
+
+    def test_codec(self) -> None:
+        gateway = "http://127.0.0.1:8080"
+        for name, codec in (("ulaw", "ulaw"), ("PCMU", "ulaw"), ("alaw", "alaw"), ("PCMA", "alaw")):
+            fmt = SipCall.wireFormat(SipOptions(gateway, codec=name))
+            self.assertEqual((fmt.codec, fmt.rate), (codec, 8000), name)
+        self.assertRaises(ValueError, SipCall.wireFormat, SipOptions(gateway, codec="slin"))
+        self.assertRaises(ValueError, SipCall.wireFormat, SipOptions(gateway, rate=16000))
+        source = audioSource("sip", CallOptions(gateway, codec="alaw"), seconds=0.1)
+        self.assertEqual(len(source.prepared(wireFormat("alaw", 8000))), 5)
+
+    def test_target(self) -> None:
+        self.assertEqual(sipTarget(CallOptions("http://gw:8080")), "sip:echo@gw:5090")
+        self.assertEqual(
+            sipTarget(SipOptions("https://[::1]:8443/x", assistant="bot", sipPort=5999)),
+            "sip:bot@[::1]:5999",
+        )
+        self.assertEqual(
+            sipTarget(SipOptions("http://gw", sipTarget="sip:+15550100@pbx:5060")),
+            "sip:+15550100@pbx:5060",
+        )
+
+    def test_resolveTarget(self) -> None:
+        class Resolver(Clock):
+            def resolve(self, name: str) -> Deferred[str]:
+                return succeed({"gw.example.com": "192.0.2.7"}[name])
+
+        env = Environment(Resolver(), object(), connector=FakeConnector())
+        self.assertEqual(
+            self.successResultOf(Deferred.fromCoroutine(resolveTarget(env, "sip:a@10.0.0.1:5"))),
+            ("sip:a@10.0.0.1:5", "10.0.0.1"),
+        )
+        self.assertEqual(
+            self.successResultOf(
+                Deferred.fromCoroutine(resolveTarget(env, "sip:echo@gw.example.com:5090"))
+            ),
+            ("sip:echo@192.0.2.7:5090", "192.0.2.7"),
+        )
+        for bad, why in (
+            ("sip:x@nowhere.invalid", "cannot resolve 'nowhere.invalid'"),
+            ("tel:+15550100", "a sip: URI with a host is required"),
+            ("sip:x@[::1]:5090", "over IPv4"),
+            ("not a uri", "bad SIP target"),
+        ):
+            d = Deferred.fromCoroutine(resolveTarget(env, bad))
+            self.assertIn(why, str(self.failureResultOf(d, SimError).value), bad)
+
+    def test_localAddress(self) -> None:
+        self.assertEqual(localAddressFor("127.0.0.5"), "127.0.0.1")
+
+    def test_commandLine(self) -> None:
+        args = buildParser().parse_args(
+            ["call", "sip", "--gateway", "http://h:8080", "--sip-port", "5099", "--codec", "PCMA",
+             "--username", "alice", "--password", "pw", "--sip-local", "10.0.0.2", "--dtmf", "12#"]
+        )  # fmt: skip
+        options = callOptions(args)
+        assert isinstance(options, SipOptions)
+        self.assertEqual(
+            (options.sipPort, options.sipTarget, options.sipLocal, options.codec),
+            (5099, None, "10.0.0.2", "PCMA"),
+        )
+        self.assertEqual(
+            (options.username, options.password, options.plan.dtmf), ("alice", "pw", "12#")
+        )
+        self.assertEqual(sipTarget(options), "sip:echo@h:5099")
+        args = buildParser().parse_args(
+            ["load", "sip", "--gateway", "http://h", "--calls", "2", "--sip-target", "sip:bot@h:7"]
+        )
+        self.assertEqual(sipTarget(callOptions(args)), "sip:bot@h:7")
+        self.assertNotIsInstance(
+            callOptions(buildParser().parse_args(["call", "twilio", "--gateway", "http://h"])),
+            SipOptions,
+        )
+
+
+class SipStreamTests(SynchronousTestCase):
+    """
+    L{SipStream} alone: what it does with RTP that comes late or twice.
+    """
+
+    def test_lateAndDuplicatePackets(self) -> None:
+        clock = Clock()
+        stream = SipStream(clock, Ticker(clock), prepared(), CallPlan())
+        frame = ULAW_BYTES
+        for sequence in (70000, 70001, 70001, 69999, 70003, 70002):
+            stream.audioReceived(clock.seconds(), sequence, frame)
+            clock.advance(0.02)
+        self.assertEqual(stream.counters["rtpLate"], 3)
+        self.assertEqual(stream.recorder.receivedBytes, 3 * len(frame))
+        self.assertRaises(TypeError, stream.received, b"", True)
+
+
+class SipCallTests(SynchronousTestCase):
+    """
+    Whole SIP calls: the simulator's UAC and the gateway's SIP server on
+    one in-memory UDP reactor that routes datagrams between their ports
+    (the harness of C{tests.test_sip_server}).
+    """
+
+    GATEWAY = "http://127.0.0.1:8080"
+
+    def setUp(self) -> None:
+        self.h = SipHarness(USERS_OPEN, routing=True)
+        self.addCleanup(self.h.stop)
+        self.clock = self.h.reactor
+        self.env = Environment(self.clock, object(), Ticker(self.clock), FakeConnector())
+
+    def options(self, **kw: Any) -> SipOptions:
+        kw.setdefault("plan", CallPlan(linger=0.5))
+        return SipOptions(self.GATEWAY, **kw)
+
+    def drive(self, d: Deferred[Any], limit: float = 60.0) -> Any:
+        for _ in range(round(limit / 0.002)):
+            if d.called:
+                return self.successResultOf(d)
+            self.clock.advance(0.002)  # the ticker's slot period
+        self.fail("did not finish")
+
+    def place(self, options: SipOptions, seconds: float = 1.0, limit: float = 60.0) -> CallResult:
+        call = SipCall(self.env, options, AudioSource(seconds=seconds, seed=3))
+        return self.drive(Deferred.fromCoroutine(call.run()), limit)
+
+    def assertNoSocketsLeft(self) -> None:
+        self.clock.advance(0)
+        ours = [p for p in self.clock.udpPorts if p != 5090 and not 20000 <= p <= 20099]
+        self.assertEqual(ours, [])
+        self.assertEqual(len(uacPool(self.env)), 0)
+        self.assertEqual(self.env.ticker.members, 0)
+
+    def test_echoDtmfHangup(self) -> None:
+        """
+        An answered call: the echo comes back complete, DTMF reaches the
+        gateway as RFC 4733 events in the audio's place (those frames are
+        not expected back), and the caller hangs up with a BYE answered 200.
+        """
+        plan = CallPlan(dtmf="12#", dtmfAt=0.2, dtmfInterval=0.2, linger=0.5)
+        call = SipCall(self.env, self.options(plan=plan), AudioSource(seconds=2.0, seed=3))
+        result = self.drive(Deferred.fromCoroutine(call.run()))
+        self.assertTrue(result.ok, result.failure)
+        assert isinstance(result, SipCallResult) and isinstance(result.stream, SipStream)
+        stream = result.stream
+        self.assertEqual(
+            (stream.closeCode, stream.closeReason, stream.endedBy), (200, "OK", "caller")
+        )
+        self.assertEqual(stream.call.codec if stream.call else None, "PCMU")
+        self.assertEqual(result.framesSent, 125 - 3 * 7)  # 7 event packets per digit
+        times = np.asarray(stream.recorder.sendTimes)
+        self.assertEqual(np.isnan(times).sum(), 21)
+        replaced = np.flatnonzero(np.isnan(times))
+        self.assertEqual(replaced[0], 11)  # pressed at 0.2 s, after that tick's frame
+        self.assertFalse(stream.audio.active[replaced[replaced < 100]].any())
+        shared = call.source.prepared(stream.audio.format)
+        self.assertIsNot(shared, stream.audio)
+        self.assertTrue(shared.active[replaced[replaced < 100]].any())  # untouched
+        self.assertGreater(result.framesReceived, 120)
+        echo = result.echo()
+        assert echo is not None
+        self.assertGreater(echo.expected, 40)
+        self.assertLessEqual(echo.lost, 3)  # the gateway's seam after each event
+        score, lag = result.correlation()
+        self.assertGreater(score, 0.8)
+        self.assertTrue(0.04 < lag < 0.2, lag)
+        (context,) = self.h.contexts()
+        self.assertEqual(context[3], result.callId)
+        self.assertEqual(context[4:6], ("completed", "remote_bye"))
+        digits = [p["digit"] for k, p in self.h.events(context[0]) if k == "dtmf"]
+        self.assertEqual(digits, ["1", "2", "#"])
+        summary = result.summary()
+        self.assertEqual((summary["callId"], summary["closeCode"]), (result.callId, 200))
+        self.assertTrue(0 < (result.webhookSeconds or 0) < 0.02, result.webhookSeconds)
+        self.assertNoSocketsLeft()
+
+    def test_echoWithoutLoss(self) -> None:
+        result = self.place(self.options(), seconds=2.0)
+        echo = result.echo()
+        assert echo is not None
+        self.assertEqual((result.ok, echo.lost, result.framesSent), (True, 0, 125))
+        self.assertEqual(echo.expected, echo.echoed)
+        self.assertLess(float(np.max(echo.latencies)), 0.1)
+        gaps, jitter = result.jitter()
+        self.assertLess(float(np.max(jitter)), 0.003)
+
+    def test_pcma(self) -> None:
+        result = self.place(self.options(codec="PCMA"), seconds=0.5)
+        self.assertTrue(result.ok, result.failure)
+        assert isinstance(result.stream, SipStream) and result.stream.call is not None
+        self.assertEqual(result.stream.call.codec, "PCMA")
+        self.assertEqual(result.stream.audio.format.codec, "alaw")
+        self.assertGreater(result.correlation()[0], 0.8)
+
+    def test_notFound(self) -> None:
+        result = self.place(self.options(assistant="nobody"))
+        self.assertEqual(result.failure, "INVITE answered 404 Not Found")
+        self.assertIsNone(result.stream)
+        self.assertEqual((result.framesSent, result.echo()), (0, None))
+        self.assertNoSocketsLeft()
+
+    def test_digest(self) -> None:
+        self.h = SipHarness(USERS, routing=True)
+        self.addCleanup(self.h.stop)
+        self.clock = self.h.reactor
+        self.env = Environment(self.clock, object(), Ticker(self.clock), FakeConnector())
+        result = self.place(self.options(username="alice", password="s3cret"), seconds=0.2)
+        self.assertTrue(result.ok, result.failure)
+        result = self.place(self.options(username="alice", password="wrong"), seconds=0.2)
+        self.assertEqual(result.failure, "INVITE answered 403 Forbidden")
+        result = self.place(self.options(), seconds=0.2)
+        self.assertEqual(result.failure, "INVITE answered 401 Unauthorized")
+
+    def test_noAnswer(self) -> None:
+        """
+        Nothing answers within the timeout: the INVITE is cancelled, the
+        call fails, and the UAC goes once the transactions are over.
+        """
+        options = self.options(sipPort=5999, timeout=1.0)
+        call = SipCall(self.env, options, AudioSource(seconds=0.2))
+        d = Deferred.fromCoroutine(call.run())
+        self.clock.advance(0.99)
+        self.assertNoResult(d)
+        self.clock.advance(0.02)
+        self.assertEqual(self.successResultOf(d).failure, "no answer within 1 s")
+        (uac,) = (p for n, p in self.clock.udpPorts.items() if n != 5090 and p.written)
+        sent = [parseMessage(data) for data, _ in uac.written]
+        self.assertEqual([m.method for m in sent if isinstance(m, SipRequest)][-1], "CANCEL")
+        self.clock.advance(40)  # Timer B/F
+        self.assertNoSocketsLeft()
+
+    def test_gatewayHangsUp(self) -> None:
+        call = SipCall(self.env, self.options(), AudioSource(seconds=2.0))
+        d = Deferred.fromCoroutine(call.run())
+        for _ in range(100):
+            self.clock.advance(0.002)
+        [server] = self.h.core.calls.values()
+        server.session.hangup("goodbye")
+        result = self.drive(d)
+        self.assertEqual(result.failure, "the gateway hung up (BYE)")
+        assert result.stream is not None
+        self.assertEqual(
+            (result.stream.endedBy, result.stream.closeReason), ("gateway", "remote_bye")
+        )
+        self.assertNoSocketsLeft()
+
+    def test_byeNotAnswered(self) -> None:
+        call = SipCall(self.env, self.options(plan=CallPlan(linger=0)), AudioSource(seconds=0.2))
+        d = Deferred.fromCoroutine(call.run())
+        for _ in range(50):
+            self.clock.advance(0.002)
+        server = self.clock.udpPorts.pop(5090)  # the gateway vanishes
+        result = self.drive(d)
+        self.assertEqual(result.failure, "the BYE was not answered")
+        self.clock.udpPorts[5090] = server
+        self.assertNoSocketsLeft()
+
+    def test_loadSharesOneUac(self) -> None:
+        """
+        Concurrent calls share one SIP socket; each has its own RTP socket.
+        """
+        ports: list[int] = []
+        listenUDP = self.clock.listenUDP
+
+        def watch(port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192) -> Any:
+            transport = listenUDP(port, protocol, interface, maxPacketSize)
+            ports.append(transport.port)
+            return transport
+
+        self.clock.listenUDP = watch  # type: ignore[method-assign]
+        d = Deferred.fromCoroutine(
+            runLoad(self.env, "sip", self.options(), AudioSource(seconds=0.5), 4, ramp=0.04)
+        )
+        report = self.drive(d)
+        self.assertEqual((report.calls, report.ok, report.lost), (4, 4, 0))
+        self.assertEqual(report.framesSent, 4 * 50)
+        self.assertGreater(report.expected, 0)
+        ours = [port for port in ports if not 20000 <= port <= 20099]  # not the server's RTP
+        self.assertEqual(len(ours), 1 + 4)  # one UAC, four calls' RTP
+        self.assertEqual(len(self.h.contexts()), 4)
+        self.assertEqual(report.asDict()["setupMs"]["count"], 4)
+        self.assertNoSocketsLeft()
+
+    def test_commandLineCall(self) -> None:
+        out = io.StringIO()
+        path = self.mktemp()
+        args = buildParser().parse_args(
+            ["call", "sip", "--gateway", self.GATEWAY, "--duration", "1", "--linger", "0.5",
+             "--out", path]
+        )  # fmt: skip
+        options = callOptions(args)
+        source = audioSource(args.transport, options, args.wav, args.duration)
+        status = self.drive(Deferred.fromCoroutine(runCall(self.env, args, options, source, out)))
+        text = out.getvalue()
+        self.assertEqual(status, 0, text)
+        self.assertIn("sip call, context -, Call-ID ", text)
+        self.assertIn("lost 0", text)
+        self.assertIn("result: ok", text)
+        heard, rate = readWav(path)
+        self.assertEqual(rate, 16000)
+        self.assertGreater(len(heard) / 32000, 1.0)

@@ -5,6 +5,7 @@ C{rapida-sim}: play a provider's part against a running gateway.
   rapida-sim call twilio --gateway http://host:8080 --assistant echo \\
       --wav in.wav --out heard.wav --dtmf 12#
   rapida-sim load twilio --gateway http://host:8080 --calls 200 --duration 30 --json
+  rapida-sim call sip --gateway http://host:8080 --sip-port 5090 --dtmf 12# --out heard.wav
 
 Exit status 0 when every call went as planned (and, with
 C{--min-correlation}, the echo was that faithful), 1 otherwise, 2 for a
@@ -25,6 +26,7 @@ from ._audio import AudioSource, writeWav
 from ._base import CallOptions, CallPlan, CallResult
 from ._load import TRANSPORTS, LoadProgress, audioSource, isTerminal, placeCall, runLoad
 from ._net import Environment
+from ._sip import DEFAULT_SIP_PORT, SipOptions
 
 __all__ = ["buildParser", "callOptions", "main", "runCall", "runLoadCommand"]
 
@@ -92,9 +94,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--token", help="send this per-call token instead of the gateway's (to test refusals)"
     )
     parser.add_argument(
-        "--username", help="exotel: HTTP Basic user for the stream (default: from the answered URL)"
+        "--username",
+        help="exotel: HTTP Basic user for the stream (default: from the answered URL);"
+        " sip: digest user (also the From user)",
     )
-    parser.add_argument("--password", help="exotel: HTTP Basic password")
+    parser.add_argument("--password", help="exotel: HTTP Basic password; sip: digest password")
     parser.add_argument(
         "--rate",
         type=int,
@@ -110,8 +114,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--codec",
         default="ulaw",
-        choices=("ulaw", "alaw", "slin", "slin16"),
-        help="asterisk-ws: media format (default ulaw)",
+        choices=("ulaw", "alaw", "slin", "slin16", "PCMU", "PCMA"),
+        help="asterisk-ws: media format; sip: the one codec offered, ulaw|PCMU or alaw|PCMA"
+        " (default ulaw)",
     )
     parser.add_argument(
         "--control",
@@ -124,6 +129,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--audiosocket-port", type=int, default=4573, help="audiosocket: port (default 4573)"
     )
     parser.add_argument(
+        "--sip-port",
+        type=_positive(int),
+        default=DEFAULT_SIP_PORT,
+        help=f"sip: the gateway's SIP port (default {DEFAULT_SIP_PORT})",
+    )
+    parser.add_argument(
+        "--sip-target",
+        help="sip: the Request-URI (default sip:ASSISTANT@GATEWAY-HOST:SIP-PORT)",
+    )
+    parser.add_argument(
+        "--sip-local",
+        help="sip: local IPv4 address to bind and advertise"
+        " (default: the one the system reaches the gateway from)",
+    )
+    parser.add_argument(
         "--hangup-frame",
         action="store_true",
         help="audiosocket: send 00 00 00 before closing (Asterisk itself just closes)",
@@ -132,7 +152,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--timeout",
         type=_positive(float),
         default=10.0,
-        help="seconds allowed for the webhook and the connection (default 10)",
+        help="seconds allowed for the webhook and the connection, or for the SIP answer (default 10)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated signal")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
@@ -169,9 +189,14 @@ def buildParser() -> argparse.ArgumentParser:
 
 def callOptions(args: argparse.Namespace) -> CallOptions:
     """
-    The L{CallOptions} of parsed arguments.
+    The L{CallOptions} of parsed arguments (L{SipOptions} for C{sip}).
     """
-    return CallOptions(
+    extra: dict[str, Any] = {}
+    cls = CallOptions
+    if args.transport == "sip":
+        cls = SipOptions
+        extra = {"sipPort": args.sip_port, "sipTarget": args.sip_target, "sipLocal": args.sip_local}
+    return cls(
         gateway=args.gateway,
         assistant=args.assistant,
         caller=args.caller,
@@ -194,6 +219,7 @@ def callOptions(args: argparse.Namespace) -> CallOptions:
         codec=args.codec,
         controlFormat=args.control,
         timeout=args.timeout,
+        **extra,
     )
 
 
@@ -202,7 +228,11 @@ def callLines(result: CallResult, correlation: tuple[float, float] | None) -> li
     A call's summary for people.
     """
     summary = result.summary()
-    out = [f"{result.transport} call, context {result.contextId or '-'}"]
+    callId = summary.get("callId")
+    out = [
+        f"{result.transport} call, context {result.contextId or '-'}"
+        + (f", Call-ID {callId}" if callId else "")
+    ]
     out.append(f"  frames sent {summary['framesSent']}, received {summary['framesReceived']}")
     jitter = summary["jitterMs"]
     if jitter["p50"] is not None:

@@ -24,6 +24,7 @@ from ._base import CallOptions, CallResult
 from ._call import SimCall
 from ._exotel import ExotelCall
 from ._net import Environment
+from ._sip import SipCall
 from ._twilio import TwilioCall
 from ._vonage import VonageCall
 
@@ -36,6 +37,7 @@ TRANSPORTS: Mapping[str, type[SimCall]] = {
     "exotel": ExotelCall,
     "audiosocket": AudioSocketCall,
     "asterisk-ws": AsteriskWsCall,
+    "sip": SipCall,
 }
 
 

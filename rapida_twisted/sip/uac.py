@@ -11,6 +11,11 @@ as RFC 4733 events (SIP INFO when the answer has no telephone-event),
 records what it hears, answers the server's BYE, OPTIONS and INFO, and
 hangs up with BYE (or CANCEL before the answer).
 
+A caller with its own clock (C{rapida-sim}'s shared ticker) places the
+call with C{paced=False} and calls L{UacCall.sendFrame} once per 20 ms
+with the payload to send, and takes each audio packet as it arrives with
+C{onAudio(now, sequence, payload)}.
+
 Usage (on any reactor with time and UDP)::
 
     uac = UserAgentClient(reactor, host="127.0.0.1")
@@ -30,7 +35,7 @@ from __future__ import annotations
 import secrets
 from array import array
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -78,11 +83,14 @@ from ._txn import (
     clientKey,
 )
 
-__all__ = ["CallFailed", "UacCall", "UacStats", "UserAgentClient"]
+__all__ = ["AudioListener", "CallFailed", "UacCall", "UacStats", "UserAgentClient"]
 
 _CODECS: Final = {"PCMU": PCMU, "PCMA": PCMA}
 _LAWS: Final = {"PCMU": ULAW, "PCMA": ALAW}
 FRAME: Final = 160  # samples per 20 ms at 8 kHz
+
+#: C{onAudio(arrival time, sequence number extended to 32 bits, payload)}.
+AudioListener = Callable[[float, int, bytes], object]
 
 
 class CallFailed(Exception):
@@ -177,6 +185,8 @@ class UacCall:
         codecs: Sequence[str],
         source: bytes,
         record: bool,
+        paced: bool = True,
+        onAudio: AudioListener | None = None,
     ) -> None:
         self.uac = uac
         self.target = target
@@ -193,6 +203,8 @@ class UacCall:
         self.negotiation: AudioNegotiation | None = None
         self._codecs = [_CODECS[c.upper()] for c in codecs]
         self._record = record
+        self._paced = paced
+        self._onAudio = onAudio
         self._heard: dict[int, bytes] = {}
         self._cseq = 1
         self._invite: SipRequest | None = None
@@ -288,7 +300,8 @@ class UacCall:
         self._law = law
         self._encoded = law.encode(self._source.tobytes()) if len(self._source) else None
         self._silence = law.silence * FRAME
-        self._pacer.start()
+        if self._paced:
+            self._pacer.start()
         self.answered.callback(self)
 
     def _retryWithAuth(self, response: SipResponse) -> None:
@@ -411,16 +424,31 @@ class UacCall:
                 self.uac._clientTxn(NonInviteClientTransaction, info, self.peer, None)
 
     def _tick(self) -> None:
+        self.sendFrame()
+
+    def sendFrame(self, payload: bytes | None = None) -> bool:
+        """
+        Send the next RTP packet now (the UAC's own pacer does this every
+        20 ms; a call placed with C{paced=False} leaves it to its owner):
+        the next packet of a queued DTMF event, which takes the audio's
+        place, or else C{payload} (the source's next frame when L{None})
+        as audio.  The RTP timestamp advances one frame either way.
+
+        @param payload: one 20 ms frame in the answered codec.
+        @return: whether the audio went out (not before the answer nor
+            after the end, not in a DTMF packet's place, not on a send error).
+        """
         negotiation = self.negotiation
-        if negotiation is None:
-            return
+        if negotiation is None or self.state != "established":
+            return False
         ts = self._ts
         self._ts = (ts + FRAME) & 0xFFFFFFFF
         current = self._dtmfCurrent
         if not current and self._dtmf:
             current = self._dtmfCurrent = list(self._dtmf.popleft())
             self._dtmfTs = ts
-        if current:
+        audio = not current
+        if not audio:
             event = current.pop(0)
             assert negotiation.telephoneEvent is not None
             packet = packRtp(
@@ -433,15 +461,8 @@ class UacCall:
             )
             self.stats.dtmfSent += 1
         else:
-            encoded = self._encoded
-            if encoded is None:
-                payload = self._silence
-            else:
-                pos = self._sourcePos
-                payload = encoded[pos : pos + FRAME]
-                if len(payload) < FRAME:
-                    payload += encoded[: FRAME - len(payload)]
-                self._sourcePos = (pos + FRAME) % len(encoded)
+            if payload is None:
+                payload = self._nextSourceFrame()
             packet = packRtp(
                 negotiation.codec.payloadType, self._seq, ts, self._ssrc, payload, self._first
             )
@@ -450,8 +471,23 @@ class UacCall:
         try:
             self._rtp.write(packet, (negotiation.remoteAddress, negotiation.remotePort))
         except OSError:
-            return
+            return False
         self.stats.packetsSent += 1
+        return audio
+
+    def _nextSourceFrame(self) -> bytes:
+        """
+        The source's next 20 ms frame, looped (silence without a source).
+        """
+        encoded = self._encoded
+        if encoded is None:
+            return self._silence
+        pos = self._sourcePos
+        payload = encoded[pos : pos + FRAME]
+        if len(payload) < FRAME:
+            payload += encoded[: FRAME - len(payload)]
+        self._sourcePos = (pos + FRAME) % len(encoded)
+        return payload
 
     def _rtpReceived(self, data: bytes) -> None:
         negotiation = self.negotiation
@@ -464,7 +500,8 @@ class UacCall:
         if packet.payloadType != negotiation.codec.payloadType:
             return
         stats = self.stats
-        stats.arrivals.append(self.uac.reactor.seconds())
+        now = self.uac.reactor.seconds()
+        stats.arrivals.append(now)
         stats.packetsReceived += 1
         seq = packet.sequence
         if stats._first is None:
@@ -476,6 +513,8 @@ class UacCall:
             seq = base + delta
             if seq > stats._highest:
                 stats._highest = seq
+        if self._onAudio is not None:
+            self._onAudio(now, seq, packet.payload)
         if self._record:
             if seq in self._heard:
                 stats.duplicates += 1
@@ -595,6 +634,8 @@ class UserAgentClient:
         codecs: Sequence[str] = ("PCMU", "PCMA"),
         source: bytes = b"",
         record: bool = True,
+        paced: bool = True,
+        onAudio: AudioListener | None = None,
     ) -> UacCall:
         """
         Place a call to C{target} (C{sip:user@host:port}); the INVITE goes
@@ -604,6 +645,10 @@ class UserAgentClient:
         @param source: 16-bit PCM at 8 kHz sent in a loop (silence when
             empty).
         @param record: keep what is heard (for L{UacCall.heard}).
+        @param paced: send on the UAC's own 20 ms pacer once answered;
+            when false the caller calls L{UacCall.sendFrame} every 20 ms.
+        @param onAudio: told of every audio packet received (see
+            L{AudioListener}).
         @raise ValueError: C{target} is not a sip: URI with a host.
         """
         self.start()
@@ -611,7 +656,7 @@ class UserAgentClient:
         if not isinstance(uri, SipURI) or uri.scheme not in ("sip", "sips"):
             raise ValueError(f"not a SIP URI: {target!r}")
         peer = (uri.host, uri.port or 5060)
-        call = UacCall(self, uri, peer, codecs, source, record)
+        call = UacCall(self, uri, peer, codecs, source, record, paced, onAudio)
         self._calls.add(call)
         call._sendInvite()
         return call
