@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import math
+import re
 import wave
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -2063,6 +2064,7 @@ from rapida_twisted.sim._sip import (  # noqa: E402
     uacPool,
 )
 from rapida_twisted.sip._codec import SipRequest, parseMessage  # noqa: E402
+from rapida_twisted.sip.uac import UserAgentClient  # noqa: E402
 
 from .test_sip_server import USERS, USERS_OPEN  # noqa: E402
 from .test_sip_server import Harness as SipHarness  # noqa: E402
@@ -2176,8 +2178,25 @@ class SipCallTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.h = SipHarness(USERS_OPEN, routing=True)
         self.addCleanup(self.h.stop)
+        self.environment()
+
+    def environment(self) -> None:
+        """
+        A fresh environment on the harness's reactor, noting the UACs its
+        calls use.
+        """
         self.clock = self.h.reactor
         self.env = Environment(self.clock, object(), Ticker(self.clock), FakeConnector())
+        self.uacs: list[UserAgentClient] = []
+        pool = uacPool(self.env)
+        acquire = pool.acquire
+
+        def noted(*args: Any, **kw: Any) -> UserAgentClient:
+            uac = acquire(*args, **kw)
+            self.uacs.append(uac)
+            return uac
+
+        pool.acquire = noted  # type: ignore[method-assign]
 
     def options(self, **kw: Any) -> SipOptions:
         kw.setdefault("plan", CallPlan(linger=0.5))
@@ -2194,11 +2213,16 @@ class SipCallTests(SynchronousTestCase):
         call = SipCall(self.env, options, AudioSource(seconds=seconds, seed=3))
         return self.drive(Deferred.fromCoroutine(call.run()), limit)
 
-    def assertNoSocketsLeft(self) -> None:
+    def assertUacGone(self) -> None:
         self.clock.advance(0)
         ours = [p for p in self.clock.udpPorts if p != 5090 and not 20000 <= p <= 20099]
         self.assertEqual(ours, [])
         self.assertEqual(len(uacPool(self.env)), 0)
+        for uac in self.uacs:
+            self.assertEqual((uac._listening, uac._txns), (None, {}))
+        # no INVITE transaction's timer left running (only the UAC sends INVITEs)
+        timers = [repr(c) for c in self.clock.getDelayedCalls()]
+        self.assertEqual([t for t in timers if re.search(r"\bInviteClientTransaction", t)], [])
         self.assertEqual(self.env.ticker.members, 0)
 
     def test_echoDtmfHangup(self) -> None:
@@ -2242,7 +2266,7 @@ class SipCallTests(SynchronousTestCase):
         summary = result.summary()
         self.assertEqual((summary["callId"], summary["closeCode"]), (result.callId, 200))
         self.assertTrue(0 < (result.webhookSeconds or 0) < 0.02, result.webhookSeconds)
-        self.assertNoSocketsLeft()
+        self.assertUacGone()
 
     def test_echoWithoutLoss(self) -> None:
         result = self.place(self.options(), seconds=2.0)
@@ -2267,13 +2291,12 @@ class SipCallTests(SynchronousTestCase):
         self.assertEqual(result.failure, "INVITE answered 404 Not Found")
         self.assertIsNone(result.stream)
         self.assertEqual((result.framesSent, result.echo()), (0, None))
-        self.assertNoSocketsLeft()
+        self.assertUacGone()
 
     def test_digest(self) -> None:
         self.h = SipHarness(USERS, routing=True)
         self.addCleanup(self.h.stop)
-        self.clock = self.h.reactor
-        self.env = Environment(self.clock, object(), Ticker(self.clock), FakeConnector())
+        self.environment()
         result = self.place(self.options(username="alice", password="s3cret"), seconds=0.2)
         self.assertTrue(result.ok, result.failure)
         result = self.place(self.options(username="alice", password="wrong"), seconds=0.2)
@@ -2297,7 +2320,7 @@ class SipCallTests(SynchronousTestCase):
         sent = [parseMessage(data) for data, _ in uac.written]
         self.assertEqual([m.method for m in sent if isinstance(m, SipRequest)][-1], "CANCEL")
         self.clock.advance(40)  # Timer B/F
-        self.assertNoSocketsLeft()
+        self.assertUacGone()
 
     def test_gatewayHangsUp(self) -> None:
         call = SipCall(self.env, self.options(), AudioSource(seconds=2.0))
@@ -2312,7 +2335,7 @@ class SipCallTests(SynchronousTestCase):
         self.assertEqual(
             (result.stream.endedBy, result.stream.closeReason), ("gateway", "remote_bye")
         )
-        self.assertNoSocketsLeft()
+        self.assertUacGone()
 
     def test_byeNotAnswered(self) -> None:
         call = SipCall(self.env, self.options(plan=CallPlan(linger=0)), AudioSource(seconds=0.2))
@@ -2323,7 +2346,7 @@ class SipCallTests(SynchronousTestCase):
         result = self.drive(d)
         self.assertEqual(result.failure, "the BYE was not answered")
         self.clock.udpPorts[5090] = server
-        self.assertNoSocketsLeft()
+        self.assertUacGone()
 
     def test_loadSharesOneUac(self) -> None:
         """
@@ -2349,7 +2372,7 @@ class SipCallTests(SynchronousTestCase):
         self.assertEqual(len(ours), 1 + 4)  # one UAC, four calls' RTP
         self.assertEqual(len(self.h.contexts()), 4)
         self.assertEqual(report.asDict()["setupMs"]["count"], 4)
-        self.assertNoSocketsLeft()
+        self.assertUacGone()
 
     def test_commandLineCall(self) -> None:
         out = io.StringIO()

@@ -199,18 +199,21 @@ class UacPool:
 
     def release(self, uac: UserAgentClient) -> None:
         """
-        One call is done with C{uac}; the last one stops it (in the
-        background: a CANCEL still unanswered may keep it a while).
+        One call is done with C{uac}; the last one stops it, from the next
+        reactor turn on (a CANCEL still unanswered may keep it a while).
         """
         for key, entry in self._uacs.items():
             if entry.uac is uac:
                 entry.users -= 1
                 if entry.users <= 0:
                     del self._uacs[key]
-                    uac.stop().addErrback(
-                        lambda f: self._log.failure("stopping the SIP UAC failed", f)
-                    )
+                    # next turn: a call often ends inside a transaction's
+                    # callback, which still has timers to set
+                    self.reactor.callLater(0, self._stop, uac)
                 return
+
+    def _stop(self, uac: UserAgentClient) -> None:
+        uac.stop().addErrback(lambda f: self._log.failure("stopping the SIP UAC failed", f))
 
     def __len__(self) -> int:
         return len(self._uacs)
