@@ -11,7 +11,11 @@ Everything after C{--} is C{rapida}'s own options. On SIGTERM or SIGINT
 the gateway stops and the probes' summary is written to C{--stats}
 (JSON: timer lateness and GC pauses, percentiles and maxima in ms,
 collections per generation, and the time of every probe more than 2 ms
-late, on the system's monotonic clock).
+late and of every full collection, on the system's monotonic clock).
+
+C{rapida_twisted} comes from the Python path as it stands (the editable
+install, or C{PYTHONPATH} for an older tree), never from next to this
+script.
 """
 
 from __future__ import annotations
@@ -19,12 +23,9 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import sys
 import time
 from typing import Any
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
