@@ -39,7 +39,7 @@ from twisted.logger import Logger
 from ..sip._codec import SipResponse, SipURI, parseURI
 from ..sip.uac import CallFailed, UacCall, UserAgentClient
 from ._asterisk import JITTER_BUFFER
-from ._audio import PreparedAudio, WireFormat, wireFormat
+from ._audio import AudioSource, PreparedAudio, WireFormat, wireFormat
 from ._base import CallOptions, CallPlan, CallResult, MediaStream, SimError
 from ._call import SimCall
 from ._net import Environment
@@ -401,7 +401,7 @@ class SipCall(SimCall):
 
     transport = "sip"
 
-    def __init__(self, env: Environment, options: CallOptions, source: Any) -> None:
+    def __init__(self, env: Environment, options: CallOptions, source: AudioSource) -> None:
         super().__init__(env, options, source)
         self.result: SipCallResult = SipCallResult(self.transport)
         self._uac: UserAgentClient | None = None
