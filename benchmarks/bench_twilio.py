@@ -275,6 +275,23 @@ def loadAverage() -> str:
         return " ".join(f.read().split()[:3])
 
 
+def sharedStalls(
+    gateway: dict[str, Any], sim: dict[str, Any], window: list[float], least: float = 10.0
+) -> int:
+    """
+    Gateway stalls of more than C{least} ms in the window that the
+    simulator, on the other core, also had within 50 ms: the whole
+    machine stopped (the hypervisor, other tenants), or the gateway was
+    catching up on the burst a stalled simulator sent.
+    """
+    theirs = [t for t, ms in sim["stalls"] if ms > least]
+    return sum(
+        1
+        for t, ms in gateway["stalls"]
+        if ms > least and window[0] <= t <= window[1] and any(abs(t - u) < 0.05 for u in theirs)
+    )
+
+
 def probeLine(probes: dict[str, Any], window: list[float] | None) -> str:
     """
     One process's probes, summed up (times relative to the steady window).
@@ -299,10 +316,29 @@ def probeLine(probes: dict[str, Any], window: list[float] | None) -> str:
     )
 
 
+def waitQuiet(limit: float, most: float = 0.05, probe: float = 3.0) -> float:
+    """
+    Wait (at most C{limit} seconds) until the rest of the machine uses
+    less than C{most} of a core over C{probe} seconds; returns that share.
+    """
+    deadline = time.monotonic() + limit
+    me = os.getpid()
+    while True:
+        before, start = processCpu(), time.monotonic()
+        time.sleep(probe)
+        after, seconds = processCpu(), time.monotonic() - start
+        share = sum(after[p] - before[p] for p in after.keys() & before.keys() - {me}) / seconds
+        if share < most or time.monotonic() > deadline:
+            return share
+        print(f"  (others use {share * 100:.0f}% of a core: waiting)", flush=True)
+
+
 def runLevel(args: argparse.Namespace, workdir: str, calls: int) -> dict[str, Any]:
     """
     One level: a fresh gateway, the simulator, the numbers.
     """
+    if args.wait_quiet:
+        waitQuiet(args.wait_quiet)
     load = loadAverage()
     gateway = Gateway(workdir, args.database, args.server_cpu, args.gateway_path, args.probe)
     ramp = max(1.0, args.ramp * calls / 100)
@@ -467,6 +503,13 @@ def main() -> None:
         " timer lateness and its garbage collector's pauses",
     )
     parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        help="before each level, wait up to this many seconds for the rest of the machine"
+        " to go quiet (under 5%% of a core)",
+    )
+    parser.add_argument(
         "--sim-no-full-gc",
         action="store_true",
         help="keep the load generator's own full garbage collections (tens of ms each at"
@@ -510,6 +553,14 @@ def main() -> None:
         for who, probes in (("gateway", bench["probes"]), ("simulator", bench["simProbes"])):
             if probes:
                 print(f"    {who} probes: {probeLine(probes, bench['steadyWindow'])}", flush=True)
+        if bench["probes"] and bench["simProbes"] and bench["steadyWindow"]:
+            both = sharedStalls(bench["probes"], bench["simProbes"], bench["steadyWindow"])
+            print(
+                f"    gateway stalls > 10 ms in the steady window that the simulator shared"
+                f" (within 50 ms; the machine stopping both, or the gateway catching up on"
+                f" what a stalled simulator sent at once): {both}",
+                flush=True,
+            )
         for reason, count in sorted(report["failures"].items(), key=lambda kv: -kv[1])[:3]:
             print(f"    failed x{count}: {reason}", flush=True)
     print()
