@@ -1027,3 +1027,24 @@ class FuzzTests(SynchronousTestCase):
         self.h.send(data, ("10.0.0.8", 5060))
         for sent, _ in self.h.sip.take():
             self.assertTrue(sent.startswith(b"SIP/2.0 "))
+
+
+class ReceiveBufferTests(SynchronousTestCase):
+    def test_startProtocolAsksForALargeReceiveBuffer(self) -> None:
+        import socket
+
+        from rapida_twisted.sip.sip import SipDatagramProtocol
+
+        calls: list[tuple[int, int, int]] = []
+
+        class Sock:
+            def setsockopt(self, level: int, name: int, value: int) -> None:
+                calls.append((level, name, value))
+
+        class Transport:
+            socket = Sock()
+
+        proto = SipDatagramProtocol.__new__(SipDatagramProtocol)
+        proto.transport = Transport()  # type: ignore[assignment]
+        proto.startProtocol()
+        self.assertEqual(calls, [(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)])

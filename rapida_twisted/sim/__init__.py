@@ -41,11 +41,16 @@ from ._exotel import ExotelCall, ExotelStream
 from ._load import TRANSPORTS, LoadProgress, LoadReport, audioSource, placeCall, runLoad
 from ._net import Connector, Environment, NetworkConnector
 from ._record import Playout, Recorder
+from ._sip import SipCall, SipCallResult, SipOptions, SipStream
 from ._ticker import FrameClock, Ticker
 from ._twilio import TwilioCall, TwilioStream
 from ._vonage import VonageCall, VonageStream
 
 __all__ = [
+    "SipCall",
+    "SipCallResult",
+    "SipOptions",
+    "SipStream",
     "TRANSPORTS",
     "AsteriskWsCall",
     "AsteriskWsStream",

@@ -11,6 +11,7 @@ allocator and C{internet.UDPServer} into one service for C{tap}.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from twisted.application import internet, service
@@ -41,6 +42,19 @@ class SipDatagramProtocol(DatagramProtocol):
         self.core = core
         self.sendErrors = 0
         self._throttle = Throttle(core.clock)
+
+    #: kernel receive buffer asked for: a burst of INVITEs (hundreds at
+    #: once from a trunk) must queue, not be dropped and resent 500 ms later
+    receiveBuffer = 4 * 1024 * 1024
+
+    def startProtocol(self) -> None:
+        sock = getattr(self.transport, "socket", None)
+        if sock is None:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receiveBuffer)
+        except OSError as e:
+            self._log.warn("SIP socket receive buffer left as is: {why}", why=str(e))
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         """
