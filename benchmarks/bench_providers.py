@@ -40,7 +40,7 @@ import urllib.request
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+from _table import formatTable  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
 from rapida_twisted.sim._base import CallOptions, CallPlan  # noqa: E402
@@ -157,12 +157,7 @@ HEADER = [
 
 
 def table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-    return "\n".join(lines)
+    return formatTable(HEADER, rows)
 
 
 def main() -> None:

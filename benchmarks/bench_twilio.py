@@ -60,6 +60,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from _table import formatTable  # the benchmarks folder is the script's path
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -477,12 +479,7 @@ HEADER = [
 
 
 def table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-    return "\n".join(lines)
+    return formatTable(HEADER, rows)
 
 
 def main() -> None:
